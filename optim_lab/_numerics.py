@@ -1,0 +1,60 @@
+"""Small numerical helpers shared by every algorithm and probe.
+
+Statistics are computed in float32 (float64 when the input is float64), so
+bf16 / f16 parameters get exact-enough dot products and norms.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def stat_dtype(x: jax.Array) -> jnp.dtype:
+    """float64 for float64 inputs, float32 for everything else."""
+    return jnp.float64 if x.dtype == jnp.float64 else jnp.float32
+
+
+def upcast(x: jax.Array) -> jax.Array:
+    """Casts ``x`` to its statistics dtype (float32, or float64 if already)."""
+    return x.astype(stat_dtype(x))
+
+
+def vdot(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Flattened dot product ``<a, b>`` in the statistics dtype."""
+    return jnp.vdot(upcast(a).ravel(), upcast(b).ravel())
+
+
+def sq_norm(x: jax.Array) -> jax.Array:
+    """``||x||^2`` in the statistics dtype."""
+    return vdot(x, x)
+
+
+def tree_vdot(a: optax.Params, b: optax.Params) -> jax.Array:
+    """Tree-wide dot product, accumulated in float32 (float64 under x64)."""
+    parts = jax.tree.leaves(jax.tree.map(vdot, a, b))
+    if not parts:
+        return jnp.zeros((), jnp.float32)
+    return sum(parts[1:], parts[0])
+
+
+def tree_sq_norm(tree: optax.Params) -> jax.Array:
+    """Tree-wide squared L2 norm."""
+    return tree_vdot(tree, tree)
+
+
+def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
+    """``num / den`` where ``den != 0``, else 0 (gradient-safe)."""
+    ok = den != 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1), 0)
+
+
+def cosine(dot: jax.Array, sq_a: jax.Array, sq_b: jax.Array) -> jax.Array:
+    """``dot / (|a| |b|)`` clamped to [-1, 1]; 0 when either norm is zero."""
+    return jnp.clip(safe_div(dot, jnp.sqrt(sq_a) * jnp.sqrt(sq_b)), -1.0, 1.0)
+
+
+def rms(x: jax.Array) -> jax.Array:
+    """Root-mean-square of a leaf, in the statistics dtype."""
+    return jnp.sqrt(jnp.mean(jnp.square(upcast(x))))

@@ -1,0 +1,25 @@
+"""Dataset registry: config name -> ``fn(**kwargs) -> Dataset``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from optim_lab import _registry
+from optim_lab.data.dataset import Dataset
+from optim_lab.data.modular import modular_arithmetic
+from optim_lab.data.parity import sparse_parity
+
+_DATASETS: dict[str, Callable[..., Dataset]] = {
+    "modular": modular_arithmetic,
+    "sparse_parity": sparse_parity,
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_DATASETS)
+
+
+def build(name: str, **kwargs: Any) -> Dataset:
+    """Builds dataset ``name``; unknown keyword arguments are errors."""
+    return _registry.build("data", name, _DATASETS, **kwargs)

@@ -1,0 +1,1 @@
+"""optax GradientTransformations, one algorithm per module."""

@@ -1,0 +1,110 @@
+"""Optimizer registry: config name -> validated optax constructor.
+
+Every constructor takes ``learning_rate`` (a float or an optax schedule) and
+keyword hyperparameters, validates them eagerly and returns an
+``optax.GradientTransformationExtraArgs`` (so ``value=`` reaches transforms that
+need the loss, and is ignored by the others). A ``orthograd_`` prefix wraps
+any registered optimizer in ⊥Grad: ``orthograd_adamw`` is
+``optax.chain(orthograd(...), adamw(...))``; its options are the
+hyperparameters ``orthograd_scope``, ``orthograd_renormalize`` and
+``orthograd_zero_if_parallel``.
+
+A new optimizer joins the lab (config flags, the shared test bar and the update
+benchmark) by adding one :class:`Entry` to ``_ENTRIES``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optax
+
+from optim_lab import _registry
+from optim_lab.optimizers import baselines
+from optim_lab.optimizers import perpgrad
+
+ORTHOGRAD_PREFIX = "orthograd_"
+_ORTHOGRAD_ARGS = {"orthograd_scope": "scope",
+                   "orthograd_renormalize": "renormalize",
+                   "orthograd_zero_if_parallel": "zero_if_parallel"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A registered optimizer.
+
+    Attributes:
+        constructor: ``fn(learning_rate, **hyperparameters) -> transform``.
+        baseline: Name of the optax baseline it is benchmarked against, as a
+            ``(registry name, hyperparameters)`` pair, or ``None``.
+        needs_value: Whether ``update`` requires the loss via ``value=``.
+        test_hparams: Hyperparameters for the shared test bar (e.g. a small lr).
+    """
+    constructor: Callable[..., optax.GradientTransformation]
+    baseline: tuple[str, Mapping[str, Any]] | None = None
+    needs_value: bool = False
+    test_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_ENTRIES: dict[str, Entry] = {
+    "adamw": Entry(baselines.adamw, test_hparams={"learning_rate": 1e-2}),
+    "adam": Entry(baselines.adam, test_hparams={"learning_rate": 1e-2}),
+    "sgd": Entry(baselines.sgd, test_hparams={"learning_rate": 1e-3,
+                                              "momentum": 0.9}),
+}
+
+
+def names(*, with_orthograd: bool = False) -> tuple[str, ...]:
+    """Registered names (optionally with their ``orthograd_`` variants)."""
+    base = tuple(_ENTRIES)
+    if with_orthograd:
+        base += tuple(ORTHOGRAD_PREFIX + n for n in _ENTRIES)
+    return base
+
+
+def get(name: str) -> Entry:
+    """The entry for ``name`` (``orthograd_`` prefix stripped)."""
+    base = name[len(ORTHOGRAD_PREFIX):] if name.startswith(ORTHOGRAD_PREFIX) else name
+    if base not in _ENTRIES:
+        raise ValueError(
+            f"optimizer.name: unknown optimizer {name!r}; known: "
+            f"{', '.join(names())} (each also as '{ORTHOGRAD_PREFIX}<name>')")
+    return _ENTRIES[base]
+
+
+def hyperparameter_names() -> tuple[str, ...]:
+    """Union of every registered constructor's hyperparameters (config fields)."""
+    out = set(_ORTHOGRAD_ARGS)
+    for entry in _ENTRIES.values():
+        out.update(_registry.accepted_kwargs(entry.constructor))
+    out.discard("learning_rate")
+    return tuple(sorted(out))
+
+
+def build(name: str, learning_rate: optax.ScalarOrSchedule,
+          **hyperparameters: Any) -> optax.GradientTransformationExtraArgs:
+    """Builds optimizer ``name``; ``None``-valued hyperparameters mean default.
+
+    Raises:
+        ValueError: unknown name, a hyperparameter the optimizer does not take,
+            or an out-of-range value (the message names the field).
+    """
+    entry = get(name)
+    hp = {k: v for k, v in hyperparameters.items() if v is not None}
+    wrap = name.startswith(ORTHOGRAD_PREFIX)
+    ortho_keys = [k for k in hp if k in _ORTHOGRAD_ARGS]
+    if ortho_keys and not wrap:
+        raise ValueError(f"optimizer.{ortho_keys[0]}: only valid for "
+                         f"'{ORTHOGRAD_PREFIX}*' optimizers, not {name!r}")
+    ortho = {_ORTHOGRAD_ARGS[k]: hp.pop(k) for k in ortho_keys}
+    _registry.check_kwargs("optimizer", name, entry.constructor, hp,
+                           reserved=("learning_rate",))
+    try:
+        tx = entry.constructor(learning_rate, **hp)
+        if wrap:
+            tx = optax.chain(perpgrad.orthograd(**ortho), tx)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"optimizer ({name}): {e}") from e
+    return optax.with_extra_args_support(tx)

@@ -1,0 +1,1 @@
+"""Learning-rate schedules usable as optax schedules and from configs."""
