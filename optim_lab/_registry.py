@@ -44,3 +44,11 @@ def build(kind: str, name: str, table: Mapping[str, Callable[..., Any]],
         return fn(*args, **kwargs)
     except (ValueError, TypeError) as e:
         raise type(e)(f"{kind} ({name}): {e}") from e
+
+
+def union_kwargs(fns, reserved: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Sorted union of the keyword names of ``fns`` (config fields)."""
+    out = set()
+    for fn in fns:
+        out.update(accepted_kwargs(fn))
+    return tuple(sorted(out - set(reserved)))

@@ -43,7 +43,7 @@ def functionalize(model: nnx.Module) -> Functional:
         module = nnx.merge(graphdefs[train], _as_state(p_tmpl, params),
                            _as_state(s_tmpl, model_state), copy=True)
         out = module(x)
-        _, new_state = nnx.split(module, nnx.Param, ...)
+        _, _, new_state = nnx.split(module, nnx.Param, ...)
         return out, nnx.to_pure_dict(new_state)
 
     return Functional(apply, params, model_state)

@@ -76,11 +76,9 @@ def get(name: str) -> Entry:
 
 def hyperparameter_names() -> tuple[str, ...]:
     """Union of every registered constructor's hyperparameters (config fields)."""
-    out = set(_ORTHOGRAD_ARGS)
-    for entry in _ENTRIES.values():
-        out.update(_registry.accepted_kwargs(entry.constructor))
-    out.discard("learning_rate")
-    return tuple(sorted(out))
+    return tuple(sorted(set(_registry.union_kwargs(
+        [e.constructor for e in _ENTRIES.values()], ("learning_rate",)))
+        | set(_ORTHOGRAD_ARGS)))
 
 
 def build(name: str, learning_rate: optax.ScalarOrSchedule,

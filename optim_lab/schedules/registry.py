@@ -32,6 +32,11 @@ def names() -> tuple[str, ...]:
     return tuple(_SCHEDULES)
 
 
+def hyperparameter_names() -> tuple[str, ...]:
+    """Union of every schedule's keyword arguments (the config fields)."""
+    return _registry.union_kwargs(_SCHEDULES.values(), ("base_lr", "total_steps"))
+
+
 def build(name: str, base_lr: float, total_steps: int,
           **kwargs: Any) -> optax.ScalarOrSchedule:
     """Builds schedule ``name``; ``None``-valued kwargs mean "default"."""

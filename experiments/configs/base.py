@@ -1,0 +1,58 @@
+"""The base config every experiment config imports and overrides.
+
+Sections with a ``name`` (data, model, optimizer, schedule) are passed to the
+matching registry; ``None``-valued optimizer / schedule fields mean "the
+constructor's default". Every registered hyperparameter exists as a field, so
+``--config.optimizer.b2=0.99`` works for any optimizer that takes ``b2``, and
+a field the chosen optimizer does not take is an error.
+"""
+
+import ml_collections
+
+from optim_lab.optimizers import registry as optimizer_registry
+from optim_lab.schedules import registry as schedule_registry
+
+
+def optimizer_config(name: str = "adamw", learning_rate: float = 1e-3,
+                     **hparams) -> ml_collections.ConfigDict:
+    """``name``, ``learning_rate`` and every registered hyperparameter."""
+    cfg = ml_collections.ConfigDict(
+        {k: None for k in optimizer_registry.hyperparameter_names()})
+    cfg.name, cfg.learning_rate = name, learning_rate
+    cfg.update(hparams)
+    return cfg
+
+
+def schedule_config(name: str = "constant", **kwargs) -> ml_collections.ConfigDict:
+    """``name`` and every registered schedule's keyword (None = default)."""
+    cfg = ml_collections.ConfigDict(
+        {k: None for k in schedule_registry.hyperparameter_names()})
+    cfg.name = name
+    cfg.update(kwargs)
+    return cfg
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    """Defaults shared by all experiments (a tiny modular-addition MLP run)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.steps = 100
+    c.batch_size = 0  # 0: full batch
+    c.log_every = 10
+    c.eval_every = 10
+    c.checkpoint_every = 100
+    c.loss = "softmax"  # softmax | stablemax
+    c.loss_dtype = 32  # 16 | 32 | 64 (64 needs enable_x64)
+    c.enable_x64 = False
+    c.log_state_fields = ("tau",)  # scalar optimizer-state fields logged as opt/<name>
+    c.data = ml_collections.ConfigDict(dict(
+        name="modular", modulus=113, op="add", train_fraction=0.4, split_seed=0))
+    c.model = ml_collections.ConfigDict(dict(
+        name="mlp", hidden=(200, 200), use_bias=False, init="torch"))
+    c.optimizer = optimizer_config()
+    c.schedule = schedule_config()
+    return c
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return get_base_config()

@@ -1,0 +1,1 @@
+"""Training core: config -> data -> jitted step -> eval -> metrics -> checkpoint."""

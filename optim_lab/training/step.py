@@ -1,0 +1,137 @@
+"""The pure, jitted training and evaluation steps.
+
+``make_train_step`` returns ``step(state, batch) -> (state, metrics)``: the
+optimizer is called as ``tx.update(grads, opt_state, params, value=loss)`` so
+Polyak-type transforms receive the loss, post-step parameter transforms
+``(params, step) -> params`` run inside the step, and a step whose loss or
+gradient is not finite leaves params and optimizer state untouched (counted in
+``train/nonfinite``) instead of poisoning them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optim_lab import _numerics
+from optim_lab.dynamics import alignment
+from optim_lab.dynamics import collapse
+from optim_lab.dynamics import norms
+from optim_lab.training.state import TrainState
+
+PostStep = Callable[[Any, jax.Array], Any]
+
+
+def _accuracy(logits, labels):
+    return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.stack(leaves).all() if leaves else jnp.array(True)
+
+
+def _l1(tree) -> jax.Array:
+    return sum(jnp.sum(jnp.abs(_numerics.upcast(x))) for x in jax.tree.leaves(tree))
+
+
+def _state_scalars(opt_state, fields: Sequence[str]) -> dict[str, jax.Array]:
+    """``opt/<field>`` for the first scalar state field of each given name."""
+    out = {}
+    for name in fields:
+        found = optax.tree_utils.tree_get_all_with_path(opt_state, name)
+        scalars = [v for _, v in found if jnp.ndim(v) == 0]
+        if scalars:
+            out[f"opt/{name}"] = jnp.asarray(scalars[0], jnp.float32)
+    return out
+
+
+def make_train_step(apply: Callable, loss_fn: Callable,
+                    tx: optax.GradientTransformationExtraArgs,
+                    post_step: Sequence[PostStep] = (),
+                    log_state_fields: Sequence[str] = ()):
+    """Builds ``step(state, (x, y)) -> (state, metrics)`` (not yet jitted)."""
+
+    def objective(params, model_state, x, y):
+        logits, new_model_state = apply(params, model_state, x, True)
+        per_example = loss_fn(logits, y)
+        return jnp.mean(per_example), (logits, new_model_state)
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        x, y = batch
+        (loss, (logits, model_state)), grads = jax.value_and_grad(
+            objective, has_aux=True)(state.params, state.model_state, x, y)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params,
+                                       value=loss)
+        params = optax.apply_updates(state.params, updates)
+        for fn in post_step:
+            params = fn(params, state.step + 1)
+        ok = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+        keep = lambda new, old: jax.tree.map(  # noqa: E731
+            lambda a, b: jnp.where(ok, a, b), new, old)
+        new_state = TrainState(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            model_state=keep(model_state, state.model_state),
+            opt_state=keep(opt_state, state.opt_state),
+            rng=state.rng)
+        delta = jax.tree.map(jnp.subtract, new_state.params, state.params)
+        metrics = {
+            "train/loss": loss.astype(jnp.float32),
+            "train/batch_accuracy": _accuracy(logits, y),
+            "train/nonfinite": 1.0 - ok.astype(jnp.float32),
+            "grads/global/l2": jnp.sqrt(_numerics.tree_sq_norm(grads)),
+            "grads/global/l1": _l1(grads),
+            "updates/global/max_abs": jnp.max(jnp.stack(
+                [jnp.max(jnp.abs(u)) for u in jax.tree.leaves(updates)])),
+            **norms.effective_step(delta, state.params),
+            **_state_scalars(opt_state, log_state_fields),
+        }
+        return new_state, metrics
+
+    return step
+
+
+def make_eval_step(apply: Callable, loss_fn: Callable,
+                   collapse_dtype: jnp.dtype):
+    """Builds ``eval(params, model_state, data) -> metrics`` (not yet jitted).
+
+    Full-batch forward passes in eval mode on train and test sets, plus the
+    probes on the training set: Softmax-Collapse fraction (in
+    ``collapse_dtype``), zero-loss fraction under the active loss, max
+    |logit|, gradient/weight cosines (full training gradient) and parameter
+    norms.
+    """
+
+    def split_metrics(params, model_state, x, y, prefix):
+        logits, _ = apply(params, model_state, x, False)
+        per_example = loss_fn(logits, y)
+        return logits, per_example, {
+            f"{prefix}/loss": jnp.mean(per_example).astype(jnp.float32),
+            f"{prefix}/accuracy": _accuracy(logits, y)}
+
+    def train_loss(params, model_state, x, y):
+        logits, _ = apply(params, model_state, x, False)
+        return jnp.mean(loss_fn(logits, y))
+
+    def evaluate(params, model_state, data) -> dict[str, jax.Array]:
+        train_x, train_y, test_x, test_y = data
+        logits, per_example, out = split_metrics(params, model_state, train_x,
+                                                 train_y, "train")
+        _, _, test = split_metrics(params, model_state, test_x, test_y, "test")
+        grads = jax.grad(train_loss)(params, model_state, train_x, train_y)
+        return {
+            **out, **test,
+            "probe/softmax_collapse": collapse.softmax_collapse_frac(
+                logits, collapse_dtype),
+            "probe/zero_loss": collapse.zero_loss_frac(per_example),
+            "probe/max_logit": jnp.max(jnp.abs(logits)).astype(jnp.float32),
+            **alignment.grad_weight_cosine(grads, params),
+            **norms.tree_norms(params, "params"),
+        }
+
+    return evaluate
