@@ -36,6 +36,8 @@ def softmax_collapse_frac(logits: jax.Array, dtype: jnp.dtype = jnp.float32
 def zero_loss_frac(per_example_loss: jax.Array) -> jax.Array:
     """Fraction of per-example losses that are exactly zero (no tolerance).
 
+    XLA:CPU flushes subnormal floats to zero, so a subnormal loss counts as 0.
+
     Examples:
         >>> import jax.numpy as jnp
         >>> from optim_lab.dynamics import zero_loss_frac

@@ -9,6 +9,7 @@ resumed run is bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import pathlib
 from collections.abc import Sequence
@@ -69,8 +70,6 @@ def build_optimizer(config: ml_collections.ConfigDict
 
 def _setup(config):
     check_config(config)
-    if config.enable_x64:
-        jax.config.update("jax_enable_x64", True)
     data_name, data_kwargs = _named(config.data)
     data = data_registry.build(data_name, **data_kwargs)
     model_name, model_kwargs = _named(config.model)
@@ -114,6 +113,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     Returns:
         The last logged record (train window averages and eval metrics).
     """
+    _validation.check_choice("enable_x64", config.enable_x64, (True, False))
+    x64 = jax.enable_x64(True) if config.enable_x64 else contextlib.nullcontext()
+    with x64:
+        return _train_and_evaluate(config, workdir, post_step)
+
+
+def _train_and_evaluate(config, workdir, post_step):
     data, fn, loss_fn, tx = _setup(config)
     workdir = workdir_lib.prepare(workdir, config)
     state = _initial_state(fn, tx, config.seed)

@@ -1,0 +1,31 @@
+"""Gradient / weight cosine probe (NLM)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from optim_lab import grad_weight_cosine
+
+
+def test_per_leaf_and_global_values():
+    params = {"a": jnp.array([1.0, 0.0]), "b": jnp.array([[0.0, 2.0]])}
+    grads = {"a": jnp.array([-3.0, 0.0]), "b": jnp.array([[1.0, 0.0]])}
+    out = grad_weight_cosine(grads, params)
+    assert float(out["cos_neg_grad_weight/a"]) == pytest.approx(1.0)
+    assert float(out["cos_neg_grad_weight/b"]) == pytest.approx(0.0)
+    gv, wv = np.array([-3.0, 0, 1, 0]), np.array([1.0, 0, 0, 2])
+    want = -gv @ wv / (np.linalg.norm(gv) * np.linalg.norm(wv))
+    assert float(out["cos_neg_grad_weight/global"]) == pytest.approx(want, rel=1e-6)
+
+
+def test_zero_leaves_give_zero_not_nan():
+    out = grad_weight_cosine({"z": jnp.zeros(3), "g": jnp.ones(2)},
+                             {"z": jnp.zeros(3), "g": jnp.zeros(2)})
+    for v in out.values():
+        assert float(v) == 0.0
+
+
+def test_nested_names():
+    out = grad_weight_cosine({"layers": {0: {"kernel": jnp.ones(2)}}},
+                             {"layers": {0: {"kernel": -jnp.ones(2)}}})
+    assert float(out["cos_neg_grad_weight/layers/0/kernel"]) == pytest.approx(1.0)
