@@ -30,7 +30,7 @@ def lookup(kind: str, name: str, table: Mapping[str, Any]) -> Any:
     return table[name]
 
 
-def build(kind: str, name: str, table: Mapping[str, Callable[..., Any]],
+def build(kind: str, name: str, table: Mapping[str, Callable[..., Any]], /,
           *args: Any, reserved: tuple[str, ...] = (), **kwargs: Any) -> Any:
     """Looks ``name`` up, checks ``kwargs`` (``None`` = default) and calls it.
 
