@@ -13,18 +13,34 @@ from optim_lab.losses.stablemax import log_stablemax as log_stablemax
 from optim_lab.losses.stablemax import stablemax as stablemax
 from optim_lab.losses.stablemax import stablemax_cross_entropy as stablemax_cross_entropy
 from optim_lab.optimizers.perpgrad import orthograd as orthograd
+from optim_lab.schedules.decay import cosine_decay as cosine_decay
+from optim_lab.schedules.decay import from_table as from_table
+from optim_lab.schedules.decay import linear_decay as linear_decay
+from optim_lab.schedules.decay import wsd as wsd
+from optim_lab.schedules.norm_log import load_grad_norms as load_grad_norms
+from optim_lab.schedules.norm_log import log_grad_norm as log_grad_norm
+from optim_lab.schedules.refined import LatePeakWarning as LatePeakWarning
+from optim_lab.schedules.refined import refine_schedule as refine_schedule
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LatePeakWarning",
+    "cosine_decay",
     "effective_step",
+    "from_table",
     "grad_weight_cosine",
+    "linear_decay",
+    "load_grad_norms",
+    "log_grad_norm",
     "log_stablemax",
     "orthograd",
+    "refine_schedule",
     "softmax_collapse_frac",
     "softmax_cross_entropy",
     "stablemax",
     "stablemax_cross_entropy",
     "tree_norms",
+    "wsd",
     "zero_loss_frac",
 ]

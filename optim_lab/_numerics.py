@@ -58,3 +58,11 @@ def cosine(dot: jax.Array, sq_a: jax.Array, sq_b: jax.Array) -> jax.Array:
 def rms(x: jax.Array) -> jax.Array:
     """Root-mean-square of a leaf, in the statistics dtype."""
     return jnp.sqrt(jnp.mean(jnp.square(upcast(x))))
+
+
+def tree_abs_sum(tree: optax.Params) -> jax.Array:
+    """Tree-wide L1 norm ``sum |x|``, in the statistics dtype."""
+    parts = [jnp.sum(jnp.abs(upcast(x))) for x in jax.tree.leaves(tree)]
+    if not parts:
+        return jnp.zeros((), jnp.float32)
+    return sum(parts[1:], parts[0])

@@ -14,6 +14,8 @@ import optax
 
 from optim_lab import _registry
 from optim_lab import _validation
+from optim_lab.schedules import decay
+from optim_lab.schedules import refined
 
 
 def constant(base_lr: float, total_steps: int) -> float:
@@ -23,8 +25,20 @@ def constant(base_lr: float, total_steps: int) -> float:
     return base_lr
 
 
+def _table(base_lr: float, total_steps: int, table=None) -> optax.Schedule:
+    """``from_table`` in the registry's ``(base_lr, total_steps, **kw)`` form."""
+    if table is None:
+        raise ValueError("table must be a sequence of >= 2 multipliers")
+    return decay.from_table(base_lr, table, total_steps)
+
+
 _SCHEDULES: dict[str, Callable[..., optax.ScalarOrSchedule]] = {
     "constant": constant,
+    "linear": decay.linear_decay,
+    "cosine": decay.cosine_decay,
+    "wsd": decay.wsd,
+    "table": _table,
+    "refined": refined.refined,
 }
 
 
