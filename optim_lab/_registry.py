@@ -46,9 +46,30 @@ def build(kind: str, name: str, table: Mapping[str, Callable[..., Any]], /,
         raise type(e)(f"{kind} ({name}): {e}") from e
 
 
-def union_kwargs(fns, reserved: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Sorted union of the keyword names of ``fns`` (config fields)."""
-    out = set()
+def _default_type(param: inspect.Parameter) -> type:
+    default = param.default
+    if default is inspect.Parameter.empty or default is None:
+        return object
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float)):
+        return float if isinstance(default, float) else int
+    return type(default) if isinstance(default, (str, tuple)) else object
+
+
+def kwarg_types(fns, reserved: tuple[str, ...] = ()) -> dict[str, type]:
+    """Config field type of each keyword of ``fns``, from its default value.
+
+    ``int`` and ``float`` defaults of one name merge to ``float``; any other
+    disagreement, and a ``None`` or missing default, gives ``object``.
+    """
+    out: dict[str, type] = {}
     for fn in fns:
-        out.update(accepted_kwargs(fn))
-    return tuple(sorted(out - set(reserved)))
+        for name, param in inspect.signature(fn).parameters.items():
+            if name in reserved:
+                continue
+            t = _default_type(param)
+            prev = out.setdefault(name, t)
+            if prev is not t:
+                out[name] = float if {prev, t} == {int, float} else object
+    return dict(sorted(out.items()))

@@ -2,12 +2,13 @@
 
 Sections with a ``name`` (data, model, optimizer, schedule) are passed to the
 matching registry; ``None``-valued optimizer / schedule fields mean "the
-constructor's default". Every registered hyperparameter exists as a field, so
+constructor's default"; they are typed placeholders, so flags can set them. Every registered hyperparameter exists as a field, so
 ``--config.optimizer.b2=0.99`` works for any optimizer that takes ``b2``, and
 a field the chosen optimizer does not take is an error.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from optim_lab.optimizers import registry as optimizer_registry
 from optim_lab.schedules import registry as schedule_registry
@@ -17,7 +18,8 @@ def optimizer_config(name: str = "adamw", learning_rate: float = 1e-3,
                      **hparams) -> ml_collections.ConfigDict:
     """``name``, ``learning_rate`` and every registered hyperparameter."""
     cfg = ml_collections.ConfigDict(
-        {k: None for k in optimizer_registry.hyperparameter_names()})
+        {k: config_dict.placeholder(t)
+         for k, t in optimizer_registry.hyperparameter_types().items()})
     cfg.name, cfg.learning_rate = name, learning_rate
     cfg.update(hparams)
     return cfg
@@ -26,7 +28,8 @@ def optimizer_config(name: str = "adamw", learning_rate: float = 1e-3,
 def schedule_config(name: str = "constant", **kwargs) -> ml_collections.ConfigDict:
     """``name`` and every registered schedule's keyword (None = default)."""
     cfg = ml_collections.ConfigDict(
-        {k: None for k in schedule_registry.hyperparameter_names()})
+        {k: config_dict.placeholder(t)
+         for k, t in schedule_registry.hyperparameter_types().items()})
     cfg.name = name
     cfg.update(kwargs)
     return cfg

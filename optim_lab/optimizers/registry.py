@@ -22,13 +22,17 @@ from typing import Any
 import optax
 
 from optim_lab import _registry
+from optim_lab.optimizers import adamp
 from optim_lab.optimizers import baselines
+from optim_lab.optimizers import fadam
 from optim_lab.optimizers import perpgrad
 
 ORTHOGRAD_PREFIX = "orthograd_"
 _ORTHOGRAD_ARGS = {"orthograd_scope": "scope",
                    "orthograd_renormalize": "renormalize",
                    "orthograd_zero_if_parallel": "zero_if_parallel"}
+_ORTHOGRAD_TYPES = {"orthograd_scope": str, "orthograd_renormalize": bool,
+                    "orthograd_zero_if_parallel": bool}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +57,12 @@ _ENTRIES: dict[str, Entry] = {
     "adam": Entry(baselines.adam, test_hparams={"learning_rate": 1e-2}),
     "sgd": Entry(baselines.sgd, test_hparams={"learning_rate": 1e-3,
                                               "momentum": 0.9}),
+    "adamp": Entry(adamp.adamp, baseline=("adamw", {"weight_decay": 1e-2}),
+                   test_hparams={"learning_rate": 1e-2, "weight_decay": 1e-2}),
+    "sgdp": Entry(adamp.sgdp, baseline=("sgd", {"momentum": 0.9}),
+                  test_hparams={"learning_rate": 1e-3, "momentum": 0.9}),
+    "fadam": Entry(fadam.fadam, baseline=("adamw", {"weight_decay": 0.1}),
+                   test_hparams={"learning_rate": 1e-2, "weight_decay": 1e-3}),
 }
 
 
@@ -74,11 +84,17 @@ def get(name: str) -> Entry:
     return _ENTRIES[base]
 
 
+def hyperparameter_types() -> dict[str, type]:
+    """Every registered hyperparameter (the config fields) and its type."""
+    types = _registry.kwarg_types([e.constructor for e in _ENTRIES.values()],
+                                  ("learning_rate",))
+    types.update(_ORTHOGRAD_TYPES)
+    return dict(sorted(types.items()))
+
+
 def hyperparameter_names() -> tuple[str, ...]:
-    """Union of every registered constructor's hyperparameters (config fields)."""
-    return tuple(sorted(set(_registry.union_kwargs(
-        [e.constructor for e in _ENTRIES.values()], ("learning_rate",)))
-        | set(_ORTHOGRAD_ARGS)))
+    """Union of every registered constructor's hyperparameters."""
+    return tuple(hyperparameter_types())
 
 
 def build(name: str, learning_rate: optax.ScalarOrSchedule,
