@@ -46,9 +46,14 @@ def names() -> tuple[str, ...]:
     return tuple(_SCHEDULES)
 
 
+def hyperparameter_types() -> dict[str, type]:
+    """Every schedule keyword argument (the config fields) and its type."""
+    return _registry.kwarg_types(_SCHEDULES.values(), ("base_lr", "total_steps"))
+
+
 def hyperparameter_names() -> tuple[str, ...]:
-    """Union of every schedule's keyword arguments (the config fields)."""
-    return _registry.union_kwargs(_SCHEDULES.values(), ("base_lr", "total_steps"))
+    """Union of every schedule's keyword arguments."""
+    return tuple(hyperparameter_types())
 
 
 def build(name: str, base_lr: float, total_steps: int,
