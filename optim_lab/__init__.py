@@ -19,6 +19,7 @@ from optim_lab.schedules.decay import linear_decay as linear_decay
 from optim_lab.schedules.decay import wsd as wsd
 from optim_lab.schedules.norm_log import load_grad_norms as load_grad_norms
 from optim_lab.schedules.norm_log import log_grad_norm as log_grad_norm
+from optim_lab.schedules.norm_log import write_grad_norm_csv as write_grad_norm_csv
 from optim_lab.schedules.refined import LatePeakWarning as LatePeakWarning
 from optim_lab.schedules.refined import refine_schedule as refine_schedule
 
@@ -41,6 +42,7 @@ __all__ = [
     "stablemax",
     "stablemax_cross_entropy",
     "tree_norms",
+    "write_grad_norm_csv",
     "wsd",
     "zero_loss_frac",
 ]

@@ -207,3 +207,24 @@ def load_grad_norms(refine_from: str | pathlib.Path, *, norm: str = "l2",
     if cfg is not None:
         _check_compatible(cfg, steps[-1], path, optimizer, total_steps, resample)
     return _uniform(steps, values)
+
+
+def write_grad_norm_csv(workdir: str | pathlib.Path, path: str | pathlib.Path, *,
+                        norm: str = "l2") -> pathlib.Path:
+    """Exports a run's logged norms as ``step,norm`` CSV (readable by
+    :func:`load_grad_norms`, e.g. to refine from a run whose workdir is gone).
+
+    Returns:
+        ``path``.
+    """
+    _validation.check_choice("norm", norm, ("l2", "l1"))
+    metrics = pathlib.Path(workdir) / METRICS_FILE
+    if not metrics.exists():
+        raise ValueError(f"{workdir} has no {METRICS_FILE}")
+    steps, values = _read_jsonl(metrics, f"grads/global/{norm}")
+    path = pathlib.Path(path)
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["step", f"grads/global/{norm}"])
+        out.writerows((int(s), repr(float(v))) for s, v in zip(steps, values))
+    return path

@@ -243,7 +243,7 @@ def refined(base_lr: float, total_steps: int, refine_from: str | None = None,
     if refine_from is None:
         raise ValueError("refine_from must name the previous run's workdir (or "
                          "a step,norm CSV file)")
-    norms = norm_log.load_grad_norms(refine_from, norm=norm, optimizer=optimizer,
+    norms = norm_log.load_grad_norms(str(refine_from), norm=norm, optimizer=optimizer,
                                      total_steps=total_steps, resample=resample)
     shape = refine_schedule(norms, tau=tau, norm=norm, grid=grid, trim=trim,
                             total_steps=total_steps)

@@ -106,3 +106,11 @@ def test_resample_allows_other_length_and_warns_on_other_optimizer(tmp_path):
     assert len(norm_log.load_grad_norms(run, total_steps=40, resample=True)) == 4
     with pytest.warns(UserWarning, match="optimizer 'sgd'"):
         norm_log.load_grad_norms(run, optimizer="adam", resample=True)
+
+
+def test_csv_export_round_trips(tmp_path):
+    run = write_run(tmp_path / "run", norms=[1.5, 0.1 + 0.2, "nan", 2.0])
+    path = norm_log.write_grad_norm_csv(run, tmp_path / "n.csv", norm="l2")
+    np.testing.assert_array_equal(norm_log.load_grad_norms(path),
+                                  norm_log.load_grad_norms(run))
+    assert path.read_text().splitlines()[:2] == ["step,grads/global/l2", "5,1.5"]
