@@ -12,6 +12,8 @@ from optim_lab.losses.softmax import softmax_cross_entropy as softmax_cross_entr
 from optim_lab.losses.stablemax import log_stablemax as log_stablemax
 from optim_lab.losses.stablemax import stablemax as stablemax
 from optim_lab.losses.stablemax import stablemax_cross_entropy as stablemax_cross_entropy
+from optim_lab.optimizers.fadam import fadam as fadam
+from optim_lab.optimizers.fadam import scale_by_fadam as scale_by_fadam
 from optim_lab.optimizers.perpgrad import orthograd as orthograd
 from optim_lab.schedules.decay import cosine_decay as cosine_decay
 from optim_lab.schedules.decay import from_table as from_table
@@ -29,6 +31,7 @@ __all__ = [
     "LatePeakWarning",
     "cosine_decay",
     "effective_step",
+    "fadam",
     "from_table",
     "grad_weight_cosine",
     "linear_decay",
@@ -37,6 +40,7 @@ __all__ = [
     "log_stablemax",
     "orthograd",
     "refine_schedule",
+    "scale_by_fadam",
     "softmax_collapse_frac",
     "softmax_cross_entropy",
     "stablemax",
