@@ -1,0 +1,42 @@
+"""Metric windows, the JSONL writer and the progress line."""
+
+import io
+import json
+
+import jax.numpy as jnp
+import pytest
+
+from optim_lab.training import metrics as metrics_lib
+
+
+def test_window_mean_fetches_and_averages():
+    window = [{"a": jnp.float32(1.0), "b": jnp.float32(2.0)},
+              {"a": jnp.float32(3.0), "b": jnp.float32(4.0)}]
+    assert metrics_lib.window_mean(window) == {"a": 2.0, "b": 3.0}
+    assert metrics_lib.window_mean([]) == {}
+
+
+def test_writer_truncates_on_resume_and_encodes_nonfinite(tmp_path):
+    w = metrics_lib.MetricsWriter(tmp_path, resume_step=0)
+    for s in (0, 5, 10):
+        w.write(s, {"loss": float("nan") if s == 10 else 1.0 / (s + 1)})
+    w.close()
+    assert metrics_lib.read_metrics(tmp_path)[-1]["loss"] == "nan"
+    metrics_lib.MetricsWriter(tmp_path, resume_step=5).close()
+    assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [0, 5]
+
+
+def test_read_rejects_foreign_records(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"loss": 1}) + "\n")
+    with pytest.raises(ValueError, match="has no 'step'"):
+        metrics_lib.read_metrics(tmp_path)
+
+
+def test_progress_line_has_rate_and_eta():
+    stream = io.StringIO()
+    p = metrics_lib.Progress(total_steps=100, start_step=0, stream=stream)
+    p._t0 -= 2.0  # pretend 2 s elapsed
+    p.report(50, {"train/loss": 0.5, "test/accuracy": 0.25})
+    line = stream.getvalue()
+    assert line.startswith("step 50/100 | train/loss=0.5 test/accuracy=0.25 |")
+    assert "25.0 steps/s" in line and "ETA 0m02s" in line
