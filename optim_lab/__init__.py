@@ -14,6 +14,10 @@ from optim_lab.losses.stablemax import stablemax as stablemax
 from optim_lab.losses.stablemax import stablemax_cross_entropy as stablemax_cross_entropy
 from optim_lab.optimizers.fadam import fadam as fadam
 from optim_lab.optimizers.fadam import scale_by_fadam as scale_by_fadam
+from optim_lab.optimizers.adamp import adamp as adamp
+from optim_lab.optimizers.adamp import scale_by_adamp as scale_by_adamp
+from optim_lab.optimizers.adamp import scale_by_sgdp as scale_by_sgdp
+from optim_lab.optimizers.adamp import sgdp as sgdp
 from optim_lab.optimizers.perpgrad import orthograd as orthograd
 from optim_lab.schedules.decay import cosine_decay as cosine_decay
 from optim_lab.schedules.decay import from_table as from_table
@@ -29,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LatePeakWarning",
+    "adamp",
     "cosine_decay",
     "effective_step",
     "fadam",
@@ -40,7 +45,10 @@ __all__ = [
     "log_stablemax",
     "orthograd",
     "refine_schedule",
+    "scale_by_adamp",
     "scale_by_fadam",
+    "scale_by_sgdp",
+    "sgdp",
     "softmax_collapse_frac",
     "softmax_cross_entropy",
     "stablemax",

@@ -60,6 +60,12 @@ def rms(x: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.mean(jnp.square(upcast(x))))
 
 
+def clamped_cosine(dot: jax.Array, norm_a: jax.Array, norm_b: jax.Array,
+                   eps: float) -> jax.Array:
+    """``dot / (max(|a|, eps) * max(|b|, eps))`` (``torch.cosine_similarity``)."""
+    return dot / (jnp.maximum(norm_a, eps) * jnp.maximum(norm_b, eps))
+
+
 def tree_abs_sum(tree: optax.Params) -> jax.Array:
     """Tree-wide L1 norm ``sum |x|``, in the statistics dtype."""
     parts = [jnp.sum(jnp.abs(upcast(x))) for x in jax.tree.leaves(tree)]
