@@ -20,6 +20,7 @@ import optax
 from optim_lab import _numerics
 from optim_lab.dynamics import alignment
 from optim_lab.dynamics import collapse
+from optim_lab.dynamics import curvature
 from optim_lab.dynamics import norms
 from optim_lab.training.state import TrainState
 
@@ -97,14 +98,15 @@ def make_train_step(apply: Callable, loss_fn: Callable,
 
 
 def make_eval_step(apply: Callable, loss_fn: Callable,
-                   collapse_dtype: jnp.dtype):
+                   collapse_dtype: jnp.dtype, hessian_iters: int = 0):
     """Builds ``eval(params, model_state, data) -> metrics`` (not yet jitted).
 
     Full-batch forward passes in eval mode on train and test sets, plus the
     probes on the training set: Softmax-Collapse fraction (in
     ``collapse_dtype``), zero-loss fraction under the active loss, max
     |logit|, gradient/weight cosines (full training gradient) and parameter
-    norms.
+    norms; with ``hessian_iters > 0`` also the top Hessian eigenvalue of the
+    training loss (HVP power iteration).
     """
 
     def split_metrics(params, model_state, x, y, prefix):
@@ -124,7 +126,13 @@ def make_eval_step(apply: Callable, loss_fn: Callable,
                                                  train_y, "train")
         _, _, test = split_metrics(params, model_state, test_x, test_y, "test")
         grads = jax.grad(train_loss)(params, model_state, train_x, train_y)
+        extra = {}
+        if hessian_iters:
+            extra["probe/hessian_top_eig"] = curvature.top_hessian_eigenvalue(
+                lambda p: train_loss(p, model_state, train_x, train_y), params,
+                jax.random.key(0), hessian_iters)
         return {
+            **extra,
             **out, **test,
             "probe/softmax_collapse": collapse.softmax_collapse_frac(
                 logits, collapse_dtype),

@@ -46,6 +46,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         _validation.check_int(field, config[field], low=1)
     _validation.check_int("batch_size", config.batch_size, low=0)
     _validation.check_int("seed", config.seed, low=0)
+    _validation.check_int("hessian_iters", config.hessian_iters, low=0)
     for field in ("eval_every", "checkpoint_every"):
         if config[field] % config.log_every:
             raise ValueError(f"{field} must be a multiple of log_every "
@@ -94,7 +95,8 @@ def compile_steps(config, fn, loss_fn, tx, post_step=()):
         return step(state, batch)
 
     collapse_dtype = loss_registry.dtype_from_bits(config.loss_dtype)
-    evaluate = step_lib.make_eval_step(fn.apply, loss_fn, collapse_dtype)
+    evaluate = step_lib.make_eval_step(fn.apply, loss_fn, collapse_dtype,
+                                       config.hessian_iters)
     return jax.jit(train, donate_argnums=0), jax.jit(evaluate)
 
 

@@ -32,7 +32,8 @@ def test_one_step_binary_end_to_end(tmp_path):
            "--config.steps=1", "--config.log_every=1", "--config.eval_every=1",
            "--config.checkpoint_every=1", "--config.data.modulus=11",
            "--config.model.hidden=(16,)", "--config.optimizer.name=orthograd_adamw",
-           "--config.optimizer.orthograd_scope=global", "--config.loss=stablemax"]
+           "--config.optimizer.orthograd_scope=global", "--config.loss=stablemax",
+           "--config.hessian_iters=3"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "step 1/1" in out.stdout and "steps/s" in out.stdout and "ETA" in out.stdout
@@ -40,7 +41,8 @@ def test_one_step_binary_end_to_end(tmp_path):
     assert [r["step"] for r in records] == [0, 1]
     for key in ("train/loss", "test/accuracy", "probe/softmax_collapse",
                 "probe/zero_loss", "cos_neg_grad_weight/global",
-                "params/global/norm", "grads/global/l2", "effective_step/global"):
+                "params/global/norm", "grads/global/l2", "effective_step/global",
+                "probe/hessian_top_eig"):
         assert np.isfinite(records[-1][key]), key
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["optimizer"]["orthograd_scope"] == "global"
