@@ -30,6 +30,7 @@ from optim_lab.optimizers import registry as optimizer_registry
 from optim_lab.schedules import registry as schedule_registry
 from optim_lab.training import checkpoint
 from optim_lab.training import metrics as metrics_lib
+from optim_lab.training import parallel
 from optim_lab.training import step as step_lib
 from optim_lab.training import workdir as workdir_lib
 from optim_lab.training.state import TrainState
@@ -47,6 +48,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _validation.check_int("batch_size", config.batch_size, low=0)
     _validation.check_int("seed", config.seed, low=0)
     _validation.check_int("hessian_iters", config.hessian_iters, low=0)
+    _validation.check_choice("data_parallel", config.data_parallel, (True, False))
     for field in ("eval_every", "checkpoint_every"):
         if config[field] % config.log_every:
             raise ValueError(f"{field} must be a multiple of log_every "
@@ -84,20 +86,33 @@ def _initial_state(fn: functional.Functional, tx, seed: int) -> TrainState:
                       rng=jax.random.PRNGKey(seed))
 
 
-def compile_steps(config, fn, loss_fn, tx, post_step=()):
-    """The jitted ``train(state, (x, y))`` (batch selected inside) and ``eval``."""
+def build_mesh(config) -> jax.sharding.Mesh | None:
+    """The data-parallel mesh (all devices), or None when not data-parallel."""
+    return parallel.data_mesh() if config.data_parallel else None
+
+
+def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None):
+    """The jitted ``train(state, (x, y))`` (batch selected inside) and ``eval``.
+
+    With a ``mesh``, batches are split over its ``"data"`` axis and the
+    (replicated) state stays replicated.
+    """
     step = step_lib.make_train_step(fn.apply, loss_fn, tx, post_step,
                                     tuple(config.log_state_fields))
 
     def train(state, train_xy):
         batch = dataset_lib.get_batch(*train_xy, config.seed, state.step,
                                       config.batch_size)
-        return step(state, batch)
+        return step(state, parallel.shard_batch(batch, mesh))
 
     collapse_dtype = loss_registry.dtype_from_bits(config.loss_dtype)
     evaluate = step_lib.make_eval_step(fn.apply, loss_fn, collapse_dtype,
                                        config.hessian_iters)
-    return jax.jit(train, donate_argnums=0), jax.jit(evaluate)
+
+    def evaluate_sharded(params, model_state, data):
+        return evaluate(params, model_state, parallel.shard_batch(data, mesh))
+
+    return jax.jit(train, donate_argnums=0), jax.jit(evaluate_sharded)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -124,18 +139,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 def _train_and_evaluate(config, workdir, post_step):
     data, fn, loss_fn, tx = _setup(config)
     workdir = workdir_lib.prepare(workdir, config)
+    mesh = build_mesh(config)
     state = _initial_state(fn, tx, config.seed)
     mngr = checkpoint.manager(workdir)
-    state = checkpoint.restore_latest(mngr, state) or state
+    state = parallel.replicate(checkpoint.restore_latest(mngr, state) or state, mesh)
     start = int(state.step)
     writer = metrics_lib.MetricsWriter(workdir, start)
     if start >= config.steps:
         writer.close()
         records = metrics_lib.read_metrics(workdir)
         return records[-1] if records else {}
-    train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step)
-    train_xy = (data.train_x, data.train_y)
-    eval_data = (data.train_x, data.train_y, data.test_x, data.test_y)
+    train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step, mesh)
+    train_xy = parallel.replicate((data.train_x, data.train_y), mesh)
+    eval_data = parallel.replicate(
+        (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
     progress = metrics_lib.Progress(config.steps, start)
     record: dict[str, float] = {}
     if start == 0:
