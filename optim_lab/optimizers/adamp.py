@@ -173,22 +173,23 @@ def _eligible(leaf: jax.Array, mask: bool | None, stack_axes: int) -> bool:
     return bool(mask) and inner >= 1
 
 
-def _project_tree(updates, params, grads, *, delta, wd_ratio, eps,
-                  channel_axis, stack_axes, project_mask):
-    """Per-leaf ``(update, ratio)`` pairs (ratio None = not projected)."""
-    leaves, treedef = jax.tree.flatten(params)
+def _project_leaves(params, grads, updates, *, delta, wd_ratio, eps,
+                    channel_axis, stack_axes, project_mask):
+    """Per-leaf ``(update, ratio)`` pairs (ratio None = not projected).
+
+    ``params`` is the pytree; ``grads`` and ``updates`` are its leaf lists.
+    """
     opts = zip(_per_leaf(project_mask, params, None),
                _per_leaf(channel_axis, params, -1), _per_leaf(stack_axes, params, 0))
     out = []
-    for p, g, u, (mask, ax, st) in zip(leaves, treedef.flatten_up_to(grads),
-                                       treedef.flatten_up_to(updates), opts):
-        if _eligible(p, mask, st):
+    for p, g, u, (mask, ax, st) in zip(jax.tree.leaves(params), grads, updates, opts):
+        if _eligible(p, mask, int(st)):
             proj = projection(p, g, u, delta=delta, wd_ratio=wd_ratio, eps=eps,
                               channel_axis=int(ax), stack_axes=int(st))
             out.append((proj.update, proj.ratio))
         else:
             out.append((_numerics.upcast(u), None))
-    return treedef, out
+    return out
 
 
 def _with_decay(u, ratio, p, weight_decay, dtype):
@@ -330,21 +331,21 @@ def scale_by_adamp(
             num = b1 * m + (1 - b1) * g32 if nesterov else m
             return m, v, num / den
 
-        leaves = jax.tree.map(moments, updates, state.mu, state.nu)
-        mu = jax.tree.map(lambda x, ref: x[0].astype(ref.dtype), leaves, state.mu,
-                          is_leaf=lambda x: isinstance(x, tuple))
-        nu = jax.tree.map(lambda x, ref: x[1].astype(ref.dtype), leaves, state.nu,
-                          is_leaf=lambda x: isinstance(x, tuple))
-        raw = jax.tree.map(lambda x: x[2], leaves,
-                           is_leaf=lambda x: isinstance(x, tuple))
-        treedef, proj = _project_tree(
-            raw, params, updates, delta=delta, wd_ratio=wd_ratio, eps=eps,
+        grads, treedef = jax.tree.flatten(updates)
+        p_leaves = treedef.flatten_up_to(params)
+        mu, nu, raw = zip(*map(moments, grads, treedef.flatten_up_to(state.mu),
+                               treedef.flatten_up_to(state.nu))) if grads else ((),) * 3
+        proj = _project_leaves(
+            params, grads, raw, delta=delta, wd_ratio=wd_ratio, eps=eps,
             channel_axis=channel_axis, stack_axes=stack_axes,
             project_mask=project_mask)
         out = [_with_decay(u / bc1, r, p, weight_decay, p.dtype)
-               for (u, r), p in zip(proj, jax.tree.leaves(params))]
-        return (jax.tree.unflatten(treedef, out),
-                optax.ScaleByAdamState(count=count, mu=mu, nu=nu))
+               for (u, r), p in zip(proj, p_leaves)]
+        mu = [m.astype(p.dtype) for m, p in zip(mu, p_leaves)]
+        nu = [v.astype(p.dtype) for v, p in zip(nu, p_leaves)]
+        unflat = lambda xs: jax.tree.unflatten(treedef, xs)  # noqa: E731
+        return (unflat(out),
+                optax.ScaleByAdamState(count=count, mu=unflat(mu), nu=unflat(nu)))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -477,21 +478,21 @@ def scale_by_sgdp(
             b = momentum * _numerics.upcast(b) + (1 - dampening) * g32
             return b, (g32 + momentum * b if nesterov else b)
 
-        pairs = jax.tree.map(buffer, updates, state.trace)
-        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
-        bufs = jax.tree.map(lambda x: x[0], pairs, is_leaf=is_pair)
-        steps = jax.tree.map(lambda x: x[1], pairs, is_leaf=is_pair)
-        treedef, proj = _project_tree(
-            steps, params, updates, delta=delta, wd_ratio=wd_ratio, eps=eps,
+        grads, treedef = jax.tree.flatten(updates)
+        p_leaves = treedef.flatten_up_to(params)
+        bufs, steps = zip(*map(buffer, grads, treedef.flatten_up_to(state.trace))
+                          ) if grads else ((), ())
+        proj = _project_leaves(
+            params, grads, steps, delta=delta, wd_ratio=wd_ratio, eps=eps,
             channel_axis=channel_axis, stack_axes=stack_axes,
             project_mask=project_mask)
         wd = weight_decay if _is_static_zero(weight_decay) else (
             weight_decay / (1 - momentum))
-        p_leaves = jax.tree.leaves(params)
         out = [_with_decay(d, r, p, wd, p.dtype) for (d, r), p in zip(proj, p_leaves)]
         if keep_projected:
-            bufs = jax.tree.unflatten(treedef, [d for d, _ in proj])
-        trace = jax.tree.map(lambda b, ref: b.astype(ref.dtype), bufs, state.trace)
+            bufs = [d for d, _ in proj]
+        trace = jax.tree.unflatten(
+            treedef, [b.astype(p.dtype) for b, p in zip(bufs, p_leaves)])
         return jax.tree.unflatten(treedef, out), optax.TraceState(trace=trace)
 
     return optax.GradientTransformation(init_fn, update_fn)

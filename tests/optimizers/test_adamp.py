@@ -62,14 +62,14 @@ def run_jax(file: str, config: dict, kind: str, steps: int = gen_adamp.STEPS):
     rng = np.random.default_rng(gen_adamp.GRAD_SEED)
     snaps, branches = {}, []
     for t in range(steps):
-        current = {k: to_torch(np.asarray(v)) for k, v in params.items()}
-        grads = {k: jnp.asarray(to_flax(g))
-                 for k, g in gen_adamp.gradients(kind, current, rng).items()}
+        current = {k: to_torch(v) for k, v in jax.device_get(params).items()}
+        grads = jax.device_put({k: to_flax(g) for k, g in
+                                gen_adamp.gradients(kind, current, rng).items()})
         params, state, b = step(params, state, grads)
         branches.append(b)
         if t + 1 in gen_adamp.RECORDED:
-            snaps[t + 1] = {k: to_torch(np.asarray(v)) for k, v in params.items()}
-    return snaps, np.stack(branches)
+            snaps[t + 1] = {k: to_torch(v) for k, v in jax.device_get(params).items()}
+    return snaps, np.stack(jax.device_get(branches))
 
 
 def assert_close_to_reference(actual, desired, step: int, msg: str) -> None:
