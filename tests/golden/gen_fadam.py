@@ -18,9 +18,21 @@ Stored per config (``tests/golden/fadam_<config>.npz``):
   the steps in ``RECORDED64``;
 * ``scaled_branch``: (steps, tensors) int8, 1 where the reference's adaptive
   epsilon took the ``(eps_2 RMS(g))^(2p)`` branch.
+
+Optional second reference (``--ref-dir`` holding a clone of
+github.com/lessw2020/FAdam_PyTorch as ``FAdam_PyTorch``; its code is read with
+``git show`` and never committed): ``fadam_lessw2020.npz`` with the float32
+trajectories of the ``eps * max(1, RMS(g))`` form at ``d67fe1b`` (HEAD,
+``traj_max1/``) and the ``eps * min(1, RMS(g))`` form at ``93666b5``
+(``traj_min1/``; the v3-era form, with the stateful-fim fix of that commit),
+default hyperparameters (clip = 1). The min1 stream has its zero gradient at
+step 50 only, because that port gives NaN on a zero gradient at step 1
+(recorded in the metadata).
 """
 
 from __future__ import annotations
+
+import pathlib
 
 import numpy as np
 
@@ -45,7 +57,7 @@ CONFIGS = {
 FIXED = dict(betas=(0.9, 0.999), eps=1e-8, eps_2=0.01)
 
 
-def streams(seed: int = SEED, steps: int = STEPS):
+def streams(seed: int = SEED, steps: int = STEPS, zero_steps=ZERO_STEPS):
     """Initial parameters and the gradient stream (float32, torch layout)."""
     rng = np.random.default_rng(seed)
     params = {k: rng.normal(size=s).astype(np.float32) for k, s in SHAPES.items()}
@@ -54,7 +66,7 @@ def streams(seed: int = SEED, steps: int = STEPS):
     for k, s in SHAPES.items():
         g = rng.normal(scale=BASE_STD, size=(steps, *s)) * scale.reshape(
             (steps,) + (1,) * len(s))
-        g[[t - 1 for t in ZERO_STEPS]] = 0.0
+        g[[t - 1 for t in zero_steps]] = 0.0
         grads[k] = g.astype(np.float32)
     return params, grads
 
@@ -96,8 +108,73 @@ def scaled_branch(config: dict) -> np.ndarray:
     return out
 
 
+LESSW2020 = {"max1": "d67fe1b1ad65511a2e968939e8adbfefde2e8019",
+             "min1": "93666b5"}
+LESSW2020_ZERO_STEPS = {"max1": ZERO_STEPS, "min1": (50,)}
+LESSW2020_STEPS = 300
+
+
+def _load_lessw2020(ref_dir, commit: str):
+    """Imports ``fadam.py`` of lessw2020/FAdam_PyTorch at ``commit``."""
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
+    import types
+    src = subprocess.run(["git", "-C", str(ref_dir / "FAdam_PyTorch"), "show",
+                          f"{commit}:fadam.py"], check=True, capture_output=True,
+                         text=True).stdout
+    if "torchtitan.logging_utils" not in sys.modules:  # optional logger import
+        import logging
+        stub = types.ModuleType("torchtitan.logging_utils")
+        stub.logger = logging.getLogger("FAdam")
+        sys.modules["torchtitan"] = types.ModuleType("torchtitan")
+        sys.modules["torchtitan.logging_utils"] = stub
+    path = pathlib.Path(tempfile.mkdtemp()) / f"lessw2020_fadam_{commit[:7]}.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FAdam
+
+
+def run_lessw2020(ref_dir, form: str, steps: int = LESSW2020_STEPS,
+                  zero_steps=None):
+    """Float32 parameters after every step of the lessw2020 port."""
+    import torch
+    cls = _load_lessw2020(ref_dir, LESSW2020[form])
+    params0, grads = streams(steps=steps, zero_steps=(
+        LESSW2020_ZERO_STEPS[form] if zero_steps is None else zero_steps))
+    tensors = {k: torch.nn.Parameter(torch.from_numpy(v)) for k, v in params0.items()}
+    opt = cls(list(tensors.values()), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.999),
+              clip=1.0, p=0.5, eps=1e-8)
+    traj = {k: np.zeros((steps, *v.shape), np.float32) for k, v in params0.items()}
+    for t in range(steps):
+        for k, p in tensors.items():
+            p.grad = torch.from_numpy(grads[k][t])
+        opt.step()
+        for k, p in tensors.items():
+            traj[k][t] = p.detach().numpy()
+    return traj
+
+
+def _generate_lessw2020(ref_dir, meta):
+    arrays, nan_at_1 = {"recorded_steps": RECORDED}, {}
+    for form in LESSW2020:
+        traj = run_lessw2020(ref_dir, form)
+        arrays.update({f"traj_{form}/{k}": v[RECORDED - 1] for k, v in traj.items()})
+        first = run_lessw2020(ref_dir, form, steps=1, zero_steps=(1,))
+        nan_at_1[form] = bool(any(np.isnan(v).any() for v in first.values()))
+    return goldens.save("fadam_lessw2020", arrays, {
+        **meta, "versions": goldens.package_versions("torch"),
+        "reference": "github.com/lessw2020/FAdam_PyTorch fadam.py",
+        "commits": LESSW2020, "zero_gradient_steps": LESSW2020_ZERO_STEPS,
+        "hyperparameters": dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.999),
+                                clip=1.0, p=0.5, eps=1e-8),
+        "nan_on_zero_gradient_at_step_1": nan_at_1})
+
+
 def generate(ref_dir=None):
-    del ref_dir
     meta = {"versions": goldens.package_versions("torch", "pytorch-optimizer"),
             "seed": SEED, "steps": STEPS, "shapes": SHAPES, "layout": "torch",
             "zero_gradient_steps": ZERO_STEPS, "fixed": FIXED,
@@ -125,4 +202,9 @@ def generate(ref_dir=None):
         paths.append(goldens.save(
             f"fadam_{name}", arrays,
             {**meta, "config": config, "foreach_max_abs_dev": fe_dev}))
+    if ref_dir is not None and (pathlib.Path(ref_dir) / "FAdam_PyTorch").exists():
+        paths.append(_generate_lessw2020(pathlib.Path(ref_dir), meta))
+    else:
+        print("gen_fadam: no --ref-dir/FAdam_PyTorch clone, keeping "
+              "fadam_lessw2020.npz as is")
     return paths

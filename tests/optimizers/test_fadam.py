@@ -28,9 +28,10 @@ def _step_fn(tx):
     return step
 
 
-def jax_trajectory(tx, dtype=np.float32, steps=gen_fadam.STEPS):
+def jax_trajectory(tx, dtype=np.float32, steps=gen_fadam.STEPS,
+                   zero_steps=gen_fadam.ZERO_STEPS):
     """Parameters after every step (dicts of numpy arrays, torch layout)."""
-    params0, grads = gen_fadam.streams()
+    params0, grads = gen_fadam.streams(zero_steps=zero_steps)
     params = {k: jnp.asarray(v, dtype) for k, v in params0.items()}
     state, step = tx.init(params), _step_fn(tx)
     out = []
@@ -104,6 +105,24 @@ def test_single_steps_from_reference_state(golden):
                                        rtol=1e-6, atol=0, err_msg=msg)
         checked += 1
     assert checked >= 4
+
+
+@pytest.mark.parametrize("form", ["max1", "min1"])
+def test_older_eps_modes_match_lessw2020_ports(form):
+    """``scaled_by_max1`` / ``scaled_by_min1`` vs lessw2020 HEAD / v3-era, clip = 1.
+
+    The port's float32 step tensor perturbs its beta2_hat by ~1e-5 relative,
+    hence a looser bound than against pytorch-optimizer 4.1.0.
+    """
+    arrays, meta = goldens.load("fadam_lessw2020")
+    assert meta["nan_on_zero_gradient_at_step_1"] == {"max1": False, "min1": True}
+    tx = fadam(1e-3, weight_decay=0.1, clip=1.0, p=0.5, eps=1e-8,
+               eps_mode={"max1": "scaled_by_max1", "min1": "scaled_by_min1"}[form])
+    traj = jax_trajectory(tx, zero_steps=tuple(meta["zero_gradient_steps"][form]))
+    for i, step in enumerate(arrays["recorded_steps"]):
+        for k in KEYS:
+            np.testing.assert_allclose(traj[step - 1][k], arrays[f"traj_{form}/{k}"][i],
+                                       rtol=0, atol=1.1e-6, err_msg=f"{form} {k} {step}")
 
 
 def test_stream_exercises_both_eps_branches():
