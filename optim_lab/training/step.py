@@ -36,10 +36,6 @@ def _all_finite(tree) -> jax.Array:
     return jnp.stack(leaves).all() if leaves else jnp.array(True)
 
 
-def _l1(tree) -> jax.Array:
-    return sum(jnp.sum(jnp.abs(_numerics.upcast(x))) for x in jax.tree.leaves(tree))
-
-
 def _state_scalars(opt_state, fields: Sequence[str]) -> dict[str, jax.Array]:
     """``opt/<field>`` for the first scalar state field of each given name."""
     out = {}
@@ -86,7 +82,7 @@ def make_train_step(apply: Callable, loss_fn: Callable,
             "train/batch_accuracy": _accuracy(logits, y),
             "train/nonfinite": 1.0 - ok.astype(jnp.float32),
             "grads/global/l2": jnp.sqrt(_numerics.tree_sq_norm(grads)),
-            "grads/global/l1": _l1(grads),
+            "grads/global/l1": _numerics.tree_abs_sum(grads),
             "updates/global/max_abs": jnp.max(jnp.stack(
                 [jnp.max(jnp.abs(u)) for u in jax.tree.leaves(updates)])),
             **norms.effective_step(delta, state.params),
