@@ -7,10 +7,12 @@ from typing import Any
 
 from optim_lab import _registry
 from optim_lab.data.dataset import Dataset
+from optim_lab.data.digits import digits
 from optim_lab.data.modular import modular_arithmetic
 from optim_lab.data.parity import sparse_parity
 
 _DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": digits,
     "modular": modular_arithmetic,
     "sparse_parity": sparse_parity,
 }
