@@ -12,6 +12,7 @@ from typing import Any
 from flax import nnx
 
 from optim_lab import _registry
+from optim_lab.models import cnn
 from optim_lab.models import mlp
 
 
@@ -20,7 +21,15 @@ def _mlp(spec, rngs, *, hidden=(200, 200), use_bias=True, init="torch"):
                    use_bias=use_bias, init=init, rngs=rngs)
 
 
+def _cnn(spec, rngs, *, channels=(16, 32, 32), pool_after=1, bn_momentum=0.9):
+    shape = spec.num_features
+    return cnn.CNN(shape if isinstance(shape, tuple) else (shape,), spec.num_classes,
+                   channels=tuple(channels), pool_after=pool_after,
+                   bn_momentum=bn_momentum, rngs=rngs)
+
+
 _MODELS: dict[str, Callable[..., nnx.Module]] = {
+    "cnn": _cnn,
     "mlp": _mlp,
 }
 
