@@ -122,8 +122,9 @@ def projection(param: jax.Array, grad: jax.Array, update: jax.Array, *,
 
     Decided per tensor (per slice along the ``stack_axes`` leading axes), per
     step: channel view first, then layer view; the first hit wins. Statistics
-    are computed in float32 (float64 for float64 inputs). One pass of four
-    per-channel reductions serves both views.
+    are computed in float32 (float64 for float64 inputs). Four per-channel
+    sums (``w·w``, ``g·g``, ``w·g``, ``w·u``) serve both views: the layer sums
+    are their totals, and the projection is one fused ``u - w·k`` pass.
 
     Args:
         param: Current weights ``w`` (before decay and step).
