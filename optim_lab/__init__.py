@@ -12,13 +12,15 @@ from optim_lab.losses.softmax import softmax_cross_entropy as softmax_cross_entr
 from optim_lab.losses.stablemax import log_stablemax as log_stablemax
 from optim_lab.losses.stablemax import stablemax as stablemax
 from optim_lab.losses.stablemax import stablemax_cross_entropy as stablemax_cross_entropy
-from optim_lab.optimizers.fadam import fadam as fadam
-from optim_lab.optimizers.fadam import scale_by_fadam as scale_by_fadam
 from optim_lab.optimizers.adamp import adamp as adamp
 from optim_lab.optimizers.adamp import scale_by_adamp as scale_by_adamp
 from optim_lab.optimizers.adamp import scale_by_sgdp as scale_by_sgdp
 from optim_lab.optimizers.adamp import sgdp as sgdp
+from optim_lab.optimizers.fadam import fadam as fadam
+from optim_lab.optimizers.fadam import scale_by_fadam as scale_by_fadam
 from optim_lab.optimizers.perpgrad import orthograd as orthograd
+from optim_lab.optimizers.polyak import alr_hb as alr_hb
+from optim_lab.optimizers.polyak import alr_smag as alr_smag
 from optim_lab.schedules.decay import cosine_decay as cosine_decay
 from optim_lab.schedules.decay import from_table as from_table
 from optim_lab.schedules.decay import linear_decay as linear_decay
@@ -34,6 +36,8 @@ __version__ = "0.1.0"
 __all__ = [
     "LatePeakWarning",
     "adamp",
+    "alr_hb",
+    "alr_smag",
     "cosine_decay",
     "effective_step",
     "fadam",

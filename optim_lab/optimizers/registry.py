@@ -26,6 +26,7 @@ from optim_lab.optimizers import adamp
 from optim_lab.optimizers import baselines
 from optim_lab.optimizers import fadam
 from optim_lab.optimizers import perpgrad
+from optim_lab.optimizers import polyak
 
 ORTHOGRAD_PREFIX = "orthograd_"
 _ORTHOGRAD_ARGS = {"orthograd_scope": "scope",
@@ -63,6 +64,10 @@ _ENTRIES: dict[str, Entry] = {
                   test_hparams={"learning_rate": 1e-3, "momentum": 0.9}),
     "fadam": Entry(fadam.fadam, baseline=("adamw", {"weight_decay": 0.1}),
                    test_hparams={"learning_rate": 1e-2, "weight_decay": 1e-3}),
+    "alr_smag": Entry(polyak.alr_smag, baseline=("sgd", {"momentum": 0.9}),
+                      needs_value=True, test_hparams={"learning_rate": 1.0}),
+    "alr_hb": Entry(polyak.alr_hb, baseline=("sgd", {"momentum": 0.9}),
+                    needs_value=True, test_hparams={"learning_rate": 1.0}),
 }
 
 
