@@ -3,7 +3,9 @@
 Every check runs eagerly, in Python, before anything is traced, and raises a
 ``ValueError`` that names the argument and the allowed range. Schedules
 (callables) are accepted where a scalar hyperparameter may be scheduled; their
-values are not checked, since calling them would trace user code.
+values are not checked, since calling them would trace user code. Traced
+values (``optax.inject_hyperparams`` rebuilds the transform inside ``update``)
+are skipped: the concrete initial values were checked at ``init``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ def _is_schedule(value: Any) -> bool:
     return callable(value)
 
 
+def _is_traced(value: Any) -> bool:
+    """A hyperparameter injected by ``optax.inject_hyperparams`` is a tracer
+    inside ``update``; it was checked concretely when ``init`` built the
+    transform, and a traced value cannot be checked again."""
+    return isinstance(value, jax.core.Tracer)
+
+
 def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{name} must be a concrete number, got a traced value")
     try:
         out = float(np.asarray(value))
     except (TypeError, ValueError) as e:
@@ -37,7 +44,7 @@ def check_range(name: str, value: Any, low: float | None = None,
                                 high_inclusive: bool = True,
                                 allow_schedule: bool = False) -> None:
     """Raises ``ValueError`` unless ``low (<|<=) value (<|<=) high``."""
-    if allow_schedule and _is_schedule(value):
+    if (allow_schedule and _is_schedule(value)) or _is_traced(value):
         return
     v = _as_float(name, value)
     lo_ok = low is None or (v >= low if low_inclusive else v > low)
