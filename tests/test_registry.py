@@ -1,0 +1,43 @@
+"""The shared registry mechanism and the optimizer registry's config surface."""
+
+import pytest
+
+from optim_lab import _registry
+from optim_lab.optimizers import registry as optimizers
+
+
+def _fn(base, n: int = 3, x: float = 0.5, mode: str = "a", flag: bool = False,
+        extra=None):
+    return base, n, x, mode, flag, extra
+
+
+def test_build_checks_kwargs_and_prefixes_errors():
+    table = {"f": _fn}
+    assert _registry.build("thing", "f", table, 1, x=2.0, extra=None) == (1, 3, 2.0, "a", False, None)
+    with pytest.raises(ValueError, match="thing.y: thing 'f' does not take 'y'"):
+        _registry.build("thing", "f", table, 1, y=1)
+    with pytest.raises(ValueError, match="thing.name must be one of 'f'; got 'g'"):
+        _registry.build("thing", "g", table, 1)
+
+    def bad(base, x=1.0):
+        raise ValueError("x must be positive")
+    with pytest.raises(ValueError, match=r"thing \(bad\): x must be positive"):
+        _registry.build("thing", "bad", {"bad": bad}, 1)
+
+
+def test_kwarg_types_from_defaults():
+    def other(base, n: float = 1.0, mode: int = 1):
+        return base
+    types = _registry.kwarg_types([_fn, other], reserved=("base",))
+    assert types == {"extra": object, "flag": bool, "mode": object, "n": float,
+                     "x": float}
+
+
+def test_optimizer_config_surface():
+    types = optimizers.hyperparameter_types()
+    assert types["b2"] is float and types["orthograd_scope"] is str
+    assert "learning_rate" not in types
+    for name in optimizers.names():
+        assert optimizers.get("orthograd_" + name) is optimizers.get(name)
+    with pytest.raises(ValueError, match="optimizer.orthograd_scope: only valid"):
+        optimizers.build("adamw", 1e-3, orthograd_scope="leaf")
