@@ -140,13 +140,15 @@ def digits_config(optimizer: str, weight_decay: float, seed: int, steps: int):
 def read_run(workdir: pathlib.Path) -> dict[str, np.ndarray | float]:
     """Series of the BN-preceded kernels' mean norm and effective step."""
     records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-    series = [r for r in records if f"params/{KERNELS[0]}/norm" in r]
+    norms = [r for r in records if f"params/{KERNELS[0]}/norm" in r]
+    effs = [r for r in records if f"effective_step/{KERNELS[0]}" in r]
     last = records[-1]
     return {
-        "step": np.array([r["step"] for r in series]),
-        "norm": np.array([np.mean([r[f"params/{k}/norm"] for k in KERNELS]) for r in series]),
+        "step": np.array([r["step"] for r in norms]),
+        "norm": np.array([np.mean([r[f"params/{k}/norm"] for k in KERNELS]) for r in norms]),
+        "eff_step": np.array([r["step"] for r in effs]),
         "eff": np.array([np.mean([r[f"effective_step/{k}"] for k in KERNELS])
-                         for r in series]),
+                         for r in effs]),
         "test_acc": float(last["test/accuracy"]), "train_acc": float(last["train/accuracy"]),
         "train_loss": float(last["train/loss"]),
     }
@@ -212,11 +214,12 @@ def _digits_plot(results, seeds, path):
     for opt in DIGITS_OPTIMIZERS:
         for wd in DIGITS_WEIGHT_DECAYS:
             rs = [results[(opt, wd, s)] for s in range(seeds)]
-            step = rs[0]["step"]
             style = "-" if opt == "adamp" else "--"
             label = f"{opt}, wd {wd:g}"
-            axes[0].plot(step, np.mean([r["norm"] for r in rs], 0), style, label=label)
-            axes[1].plot(step, np.mean([r["eff"] for r in rs], 0), style, label=label)
+            axes[0].plot(rs[0]["step"], np.mean([r["norm"] for r in rs], 0), style,
+                         label=label)
+            axes[1].plot(rs[0]["eff_step"], np.mean([r["eff"] for r in rs], 0), style,
+                         label=label)
     axes[0].set(xlabel="step", ylabel="mean ‖w‖ (BN-preceded convs)", title="kernel norm")
     axes[1].set(xlabel="step", ylabel="‖Δw‖/‖w‖", yscale="log", title="effective step")
     axes[0].legend(fontsize=8)
