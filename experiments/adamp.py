@@ -185,7 +185,7 @@ def digits_experiment(results, seeds: int, steps: int, out: pathlib.Path) -> lis
              f"BatchNorm → ReLU; the three conv kernels are scale-invariant), 8x8 digits "
              f"(1 437 train / 360 test), batch 64, lr 1e-2 constant, {steps} steps, "
              f"{seeds} seeds (mean ± std). ‖w‖ = mean L2 norm of the three conv kernels "
-             f"(init ≈ {_init_norm(results):.2f}); effective step = mean ‖Δw‖/‖w‖ of those "
+             f"(init ≈ {_init_norm(results):.2f}; logged at each eval, every 100 steps); effective step = mean ‖Δw‖/‖w‖ of those "
              f"kernels, averaged over the last logging window and over the whole run.", "",
              "| optimizer | weight decay | test acc | train acc | final ‖w‖ | ‖w‖ growth | "
              "eff. step (last) | eff. step (mean) |", "|---|---|---|---|---|---|---|---|"]
