@@ -14,7 +14,6 @@ every ``log_every`` steps. The bare loop is ``value_and_grad`` + ``optax.adamw``
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import optax
 from absl import app
 from absl import flags

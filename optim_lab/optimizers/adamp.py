@@ -61,17 +61,11 @@ class Projection(NamedTuple):
     branch: jax.Array  # BRANCH_NONE / BRANCH_CHANNEL / BRANCH_LAYER per layer
 
 
-def _check(check: Callable[..., None], name: str, value: Any, **kw: Any) -> None:
-    """Validates ``value`` unless it is traced (``inject_hyperparams`` in jit)."""
-    if not isinstance(value, jax.core.Tracer):
-        check(name, value, **kw)
-
-
 def _check_projection_args(eps, delta, wd_ratio, weight_decay) -> None:
-    _check(_validation.check_positive, "eps", eps)
-    _check(_validation.check_positive, "delta", delta)
-    _check(_validation.check_non_negative, "wd_ratio", wd_ratio)
-    _check(_validation.check_non_negative, "weight_decay", weight_decay,
+    _validation.check_positive("eps", eps)
+    _validation.check_positive("delta", delta)
+    _validation.check_non_negative("wd_ratio", wd_ratio)
+    _validation.check_non_negative("weight_decay", weight_decay,
            allow_schedule=False)
 
 
@@ -307,8 +301,8 @@ def scale_by_adamp(
         box; when you set them, or a callable ``project_mask``, list them in
         its ``static_args``.
     """
-    _check(_validation.check_unit_interval, "b1", b1)
-    _check(_validation.check_unit_interval, "b2", b2)
+    _validation.check_unit_interval("b1", b1)
+    _validation.check_unit_interval("b2", b2)
     _check_projection_args(eps, delta, wd_ratio, weight_decay)
     _check_axis_option("channel_axis", channel_axis)
     _check_axis_option("stack_axes", stack_axes)
@@ -378,7 +372,7 @@ def adamp(
         >>> int(state[0].count)
         0
     """
-    _check(_validation.check_positive, "learning_rate", learning_rate,
+    _validation.check_positive("learning_rate", learning_rate,
            allow_schedule=True)
     return optax.chain(
         scale_by_adamp(b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
@@ -460,8 +454,8 @@ def scale_by_sgdp(
         algorithm box; the division of the decay by ``1 - momentum`` is the
         reference code's.
     """
-    _check(_validation.check_unit_interval, "momentum", momentum)
-    _check(_validation.check_range, "dampening", dampening, low=0.0, high=1.0)
+    _validation.check_unit_interval("momentum", momentum)
+    _validation.check_range("dampening", dampening, low=0.0, high=1.0)
     _check_projection_args(eps, delta, wd_ratio, weight_decay)
     _check_axis_option("channel_axis", channel_axis)
     _check_axis_option("stack_axes", stack_axes)
@@ -526,7 +520,7 @@ def sgdp(
         >>> tx.init(jnp.ones((2, 2)))[0].trace.shape
         (2, 2)
     """
-    _check(_validation.check_positive, "learning_rate", learning_rate,
+    _validation.check_positive("learning_rate", learning_rate,
            allow_schedule=True)
     return optax.chain(
         scale_by_sgdp(momentum=momentum, dampening=dampening, nesterov=nesterov,
