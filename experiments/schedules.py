@@ -23,16 +23,20 @@ import dataclasses
 import math
 import os
 import pathlib
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from absl import app
 from absl import flags
+from absl import logging
 
 from experiments.configs import schedules_mlp
 from experiments.configs import schedules_softmax
+from experiments.configs import schedules_softmax_l2
 from optim_lab.schedules import norm_log
 from optim_lab.schedules import registry as schedule_registry
+from optim_lab.schedules import refined
 from optim_lab.schedules.refined import refine_schedule
 from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import train
@@ -40,7 +44,8 @@ from optim_lab.training import train
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "/tmp/optim_lab_schedules", "Root of the run directories.")
 flags.DEFINE_string("out", "results/schedules", "Where summary.md and plots go.")
-flags.DEFINE_list("problems", ["softmax_sgd", "mlp_adam"], "Problems to run.")
+flags.DEFINE_list("problems", ["softmax_sgd", "softmax_sgd_l2", "mlp_adam"],
+                  "Problems to run.")
 flags.DEFINE_integer("seeds", 3, "Seeds at the best learning rate.")
 
 
@@ -54,9 +59,12 @@ class Problem:
 
 PROBLEMS = {
     "softmax_sgd": Problem("Softmax regression on digits, SGD (L2 norms, w = G^-2)",
-                           schedules_softmax.get_config, (0.03, 0.1, 0.3, 1.0), "l2"),
+                           schedules_softmax.get_config, (0.3, 1.0, 3.0, 10.0), "l2"),
+    "softmax_sgd_l2": Problem(
+        "Softmax regression on digits, SGD + L2 regularisation 1e-3 (L2 norms, "
+        "w = G^-2)", schedules_softmax_l2.get_config, (0.3, 1.0, 3.0, 10.0), "l2"),
     "mlp_adam": Problem("2-layer MLP (64 hidden) on digits, Adam (L1 norms, w = G^-1)",
-                        schedules_mlp.get_config, (3e-4, 1e-3, 3e-3, 1e-2), "l1"),
+                        schedules_mlp.get_config, (1e-3, 3e-3, 1e-2, 3e-2), "l1"),
 }
 BASELINES = {"constant": {}, "cosine": {}, "linear": {},
              "wsd": {"cooldown": "1-sqrt"}}
@@ -90,8 +98,12 @@ def run(root: pathlib.Path, problem: str, schedule: str, lr: float, seed: int,
     c.optimizer.learning_rate = lr
     c.schedule.name = schedule
     c.schedule.update(schedule_kwargs)
+    label = schedule
+    if "refine_from" in schedule_kwargs:  # one directory per source run
+        src = pathlib.Path(schedule_kwargs["refine_from"])
+        label = f"{schedule}_from_{src.parent.name}_{src.name}"
     with _quiet_stdout():
-        return train.train_and_evaluate(c, run_dir(root, problem, schedule, lr, seed))
+        return train.train_and_evaluate(c, run_dir(root, problem, label, lr, seed))
 
 
 def _loss(record: dict[str, float]) -> float:
@@ -130,9 +142,13 @@ def study(root: pathlib.Path, problem: str, seeds: int) -> dict:
     src = run_dir(root, problem, "linear", best["linear"], 0)
     norms = norm_log.load_grad_norms(src, norm=p.norm)
     steps = p.get_config().steps
-    shape = refine_schedule(norms, norm=p.norm, total_steps=steps)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shape = refine_schedule(norms, norm=p.norm, total_steps=steps)
+        raw = refine_schedule(norms, norm=p.norm, total_steps=steps, fallback=False)
+    fell_back = any(issubclass(w.category, refined.LatePeakWarning) for w in caught)
     return dict(sweeps=sweeps, best=best, finals=finals, norms=norms, shape=shape,
-                steps=steps, source=src)
+                raw_shape=raw, fell_back=fell_back, steps=steps, source=src)
 
 
 def _mean_std(xs: Sequence[float]) -> str:
@@ -151,30 +167,41 @@ def problem_markdown(problem: str, res: dict) -> str:
     lin = np.mean([_loss(r) for r in res["finals"]["linear"]])
     lines = [f"## {p.title}", "",
              f"Best learning rate per schedule (grid {list(p.lrs)}, seed 0), then "
-             f"{len(res['finals']['linear'])} seeds; final full-batch training loss "
-             "and test accuracy (mean ± std over seeds).", "",
-             "| schedule | best lr | train loss | test accuracy | vs linear |",
-             "|---|---|---|---|---|"]
+             f"{len(res['finals']['linear'])} seeds; final full-batch training loss, "
+             "test loss and test accuracy (mean ± std over seeds); the last "
+             "column compares train losses.", "",
+             "| schedule | best lr | train loss | test loss | test accuracy | vs linear |",
+             "|---|---|---|---|---|---|"]
     for name in SCHEDULES:
         losses = [_loss(r) for r in res["finals"][name]]
         accs = [r["test/accuracy"] for r in res["finals"][name]]
+        test = [r["test/loss"] for r in res["finals"][name]]
         rel = 100 * (np.mean(losses) / lin - 1)
         lines.append(f"| {name} | {res['best'][name]:g} | {_mean_std(losses)} | "
-                     f"{_mean_std(accs)} | {rel:+.2f} % |")
+                     f"{_mean_std(test)} | {_mean_std(accs)} | {rel:+.2f} % |")
     lines += ["", "Seed-0 learning-rate sweep (final training loss):", "",
               "| schedule | " + " | ".join(f"{lr:g}" for lr in p.lrs) + " |",
               "|---|" + "---|" * len(p.lrs)]
     for name in SCHEDULES:
         lines.append(f"| {name} | " + " | ".join(
             f"{_loss(res['sweeps'][name][lr]):.4f}" for lr in p.lrs) + " |")
-    f = shape_facts(res["shape"])
+    f = shape_facts(res["raw_shape"])
     g = res["norms"]
     lines += ["", f"Refined schedule (from the seed-0 linear run at lr "
               f"{res['best']['linear']:g}, {p.norm} norms): starts at "
               f"{f['start']:.3f}, peaks at {100 * f['peak_at']:.1f} % of T, "
               f"{f['at_50']:.3f} at 50 %, {f['at_90']:.3f} at 90 % (linear: 0.5, "
               f"0.1). Logged gradient norm: {g[0]:.3g} in the first window, "
-              f"{np.median(g[len(g) // 2:]):.3g} median over the second half.", ""]
+              f"{np.median(g[len(g) // 2:]):.3g} median over the second half."]
+    if res["fell_back"]:
+        lines += ["", "**The refinement degenerated** (peak past 50 % of T: the "
+                  "logged gradient norms fall through most of training, so "
+                  "w = G^-p grows late), so `refine_schedule` warned and fell back "
+                  "to linear decay: the `refined` rows above are linear decay "
+                  "ending at T − 1 (dashed curve in the plot: the unused "
+                  "degenerate shape). This is the paper's known limitation "
+                  "(spec §4)."]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -194,6 +221,9 @@ def plot_problem(problem: str, res: dict, out: pathlib.Path) -> pathlib.Path:
         sched = schedule_registry.build(name, 1.0, steps, **kw)
         axes[1].plot(100 * t / steps, [float(sched(s)) for s in t], label=name,
                      alpha=0.7)
+    if res["fell_back"]:
+        axes[1].plot(100 * t / steps, res["raw_shape"], "k--",
+                     label="refined (degenerate, not used)")
     axes[1].plot(100 * t / steps, res["shape"], label="refined", color="k", lw=2)
     axes[1].set(title="schedule shape (peak 1)", xlabel="% of training")
     axes[1].legend()
@@ -214,12 +244,25 @@ def plot_problem(problem: str, res: dict, out: pathlib.Path) -> pathlib.Path:
 def write_summary(results: dict, out: pathlib.Path) -> pathlib.Path:
     text = ["# Refined learning-rate schedules on digits", "",
             "Regenerate: `python -m experiments.schedules` (configs "
-            "`experiments/configs/schedules_softmax.py`, `schedules_mlp.py`). "
+            "`experiments/configs/schedules_softmax.py`, `schedules_softmax_l2.py`, "
+            "`schedules_mlp.py`). "
             "T = 2 000 steps, batch 32. `linear` is η(1 − t/T) (0 at step T); "
             "`refined` is the shape from `optim_lab.refine_schedule` of the "
             "linear run's logged gradient norms (τ = 0.1, trim 2, 10 k grid), "
             "reaching 0 at step T − 1, times a re-tuned base lr. `wsd`: 20 % "
-            "1-sqrt cool-down. Defazio et al., arXiv 2310.07831.", ""]
+            "1-sqrt cool-down. Defazio et al., arXiv 2310.07831. The logged "
+            "norm is that of the raw loss gradient (before the coupled L2 term "
+            "and before Adam).", "",
+            "Reading: on digits every problem here is in the *interpolating* "
+            "regime (linearly separable data; an over-parameterised MLP), where "
+            "the gradient norms keep falling and the best base lr sits at the "
+            "top of the grid. The refinement then degenerates into a late peak "
+            "and the guard falls back to linear decay, so `refined` = linear "
+            "in all three tables; the emergent warm-up expected from the spec's "
+            "noisy synthetic problem does not appear. Without regularisation the "
+            "decays lose to constant in training loss (more lr mass drives the "
+            "loss to 0 faster); with L2 regularisation (a positive loss floor) "
+            "linear ≈ cosine, both better than constant, as in the spec.", ""]
     for problem, res in results.items():
         text.append(problem_markdown(problem, res))
         text.append(f"![{problem}]({problem}.png)\n")
@@ -231,6 +274,8 @@ def write_summary(results: dict, out: pathlib.Path) -> pathlib.Path:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     root, out = pathlib.Path(FLAGS.workdir), pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}

@@ -142,7 +142,8 @@ def _smoothed(g: np.ndarray, tau: float, grid: int | None,
 def refine_schedule(grad_norms, *, tau: float = 0.1, norm: str = "l2",
                     grid: int | None = 10_000, trim: int = 2,
                     reference_window: bool = False,
-                    total_steps: int | None = None) -> np.ndarray:
+                    total_steps: int | None = None,
+                    fallback: bool = True) -> np.ndarray:
     """The refined schedule shape (peak 1, last entry 0) from logged norms.
 
     Args:
@@ -162,6 +163,9 @@ def refine_schedule(grad_norms, *, tau: float = 0.1, norm: str = "l2",
             ``grid``.
         total_steps: Output length :math:`T \\ge 2`; defaults to
             ``len(grad_norms)``.
+        fallback: Replace a late-peaking (argmax past half of the run)
+            refinement by linear decay. ``False`` still warns but keeps it
+            (for analysis).
 
     Returns:
         float64 array of length ``total_steps`` with max 1 and last entry 0:
@@ -194,18 +198,21 @@ def refine_schedule(grad_norms, *, tau: float = 0.1, norm: str = "l2",
     g = _smoothed(g, tau, grid, reference_window)
     eta = weights_to_schedule(g ** -NORM_POWERS[norm])
     eta = _resample(eta, n_out)
-    return _late_peak_guard(eta / np.max(eta))
+    return _late_peak_guard(eta / np.max(eta), fallback)
 
 
-def _late_peak_guard(eta: np.ndarray) -> np.ndarray:
+def _late_peak_guard(eta: np.ndarray, fallback: bool) -> np.ndarray:
     n, peak = len(eta), int(np.argmax(eta))
     if peak <= n / 2:
         return eta
     warnings.warn(
         f"refined schedule peaks at step {peak} of {n} (past half of the run): "
         "the gradient norms fall towards 0 late in training, so the "
-        "refinement degenerates into a long warm-up; falling back to linear "
-        "decay", LatePeakWarning, stacklevel=3)
+        "refinement degenerates into a long warm-up"
+        + ("; falling back to linear decay" if fallback else ""),
+        LatePeakWarning, stacklevel=3)
+    if not fallback:
+        return eta
     return 1.0 - np.arange(n, dtype=np.float64) / (n - 1)
 
 

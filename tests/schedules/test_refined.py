@@ -239,6 +239,13 @@ def test_late_peak_warns_and_falls_back_to_linear():
     np.testing.assert_allclose(eta, 1 - np.arange(200) / 199, atol=1e-15)
 
 
+def test_late_peak_without_fallback_warns_and_keeps_the_shape():
+    g = np.linspace(5.0, 0.05, 200)
+    with pytest.warns(refined.LatePeakWarning):
+        eta = refine_schedule(g, trim=0, fallback=False)
+    assert np.argmax(eta) > 100 and eta[-1] == 0.0 and eta.max() == 1.0
+
+
 def test_early_peak_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
