@@ -26,7 +26,6 @@ References:
 from __future__ import annotations
 
 import csv
-import json
 import pathlib
 import warnings
 from typing import Any, NamedTuple
@@ -37,9 +36,10 @@ import optax
 
 from optim_lab import _numerics
 from optim_lab import _validation
+from optim_lab import rundir
 
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.json"
+METRICS_FILE = rundir.METRICS_FILE
+CONFIG_FILE = rundir.CONFIG_FILE
 ORDS = (1, 2)
 
 
@@ -85,27 +85,16 @@ def log_grad_norm(ord: int = 2) -> optax.GradientTransformation:  # noqa: A002
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _number(value: Any) -> float:
-    """A logged value as float (the writer stores NaN/inf as strings)."""
+def _read_jsonl(workdir: pathlib.Path, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of ``key`` in a run's metrics.jsonl, one per step."""
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _read_jsonl(path: pathlib.Path, key: str) -> tuple[np.ndarray, np.ndarray]:
-    values = {}
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"refine_from: {path} line {i} is corrupt ({e})") from e
-        if isinstance(record, dict) and key in record and "step" in record:
-            values[int(record["step"])] = _number(record[key])
-    order = sorted(values)
-    return np.asarray(order, np.float64), np.asarray([values[s] for s in order])
+        records = rundir.read_metrics(workdir)
+    except ValueError as e:
+        raise ValueError(f"refine_from: {e}") from e
+    steps, values = rundir.metric_series(records, key)
+    last = {int(st): v for st, v in zip(steps, values)}  # a step logged twice: last wins
+    order = sorted(last)
+    return np.asarray(order, np.float64), np.asarray([last[st] for st in order])
 
 
 def _read_csv(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
@@ -116,21 +105,16 @@ def _read_csv(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
         next(rows, None)
         for row in rows:
             if len(row) >= 2:
-                steps.append(_number(row[0]))
-                values.append(_number(row[1]))
+                steps.append(rundir.as_float(row[0]))
+                values.append(rundir.as_float(row[1]))
     return np.asarray(steps, np.float64), np.asarray(values, np.float64)
 
 
 def _previous_config(workdir: pathlib.Path) -> dict[str, Any]:
-    path = workdir / CONFIG_FILE
-    if not path.exists():
-        raise ValueError(f"refine_from: {workdir} has no {CONFIG_FILE}; it is "
-                         "not an optim_lab run directory")
     try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"refine_from: {path} is corrupt ({e})") from e
-    return cfg if isinstance(cfg, dict) else {}
+        return rundir.load_config(workdir)
+    except ValueError as e:
+        raise ValueError(f"refine_from: {e}") from e
 
 
 def _check_compatible(cfg: dict[str, Any], last_step: float, where: pathlib.Path,
@@ -200,7 +184,7 @@ def load_grad_norms(refine_from: str | pathlib.Path, *, norm: str = "l2",
             raise ValueError(f"refine_from: {path} has no {METRICS_FILE}; it is "
                              "not a finished optim_lab run")
         cfg = _previous_config(path)
-        steps, values = _read_jsonl(where, f"grads/global/{norm}")
+        steps, values = _read_jsonl(path, f"grads/global/{norm}")
     if len(values) < 2:
         raise ValueError(f"refine_from: {where} has {len(values)} logged "
                          f"'{norm}' gradient norms; need >= 2")
@@ -221,7 +205,7 @@ def write_grad_norm_csv(workdir: str | pathlib.Path, path: str | pathlib.Path, *
     metrics = pathlib.Path(workdir) / METRICS_FILE
     if not metrics.exists():
         raise ValueError(f"{workdir} has no {METRICS_FILE}")
-    steps, values = _read_jsonl(metrics, f"grads/global/{norm}")
+    steps, values = _read_jsonl(pathlib.Path(workdir), f"grads/global/{norm}")
     path = pathlib.Path(path)
     with path.open("w", newline="") as f:
         out = csv.writer(f)

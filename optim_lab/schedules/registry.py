@@ -46,6 +46,12 @@ def names() -> tuple[str, ...]:
     return tuple(_SCHEDULES)
 
 
+def accepts(name: str, kwarg: str) -> bool:
+    """Whether schedule ``name`` takes keyword ``kwarg``."""
+    fn = _registry.lookup("schedule", name, _SCHEDULES)
+    return kwarg in _registry.accepted_kwargs(fn)
+
+
 def hyperparameter_types() -> dict[str, type]:
     """Every schedule keyword argument (the config fields) and its type."""
     return _registry.kwarg_types(_SCHEDULES.values(), ("base_lr", "total_steps"))

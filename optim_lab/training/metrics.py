@@ -17,7 +17,9 @@ from collections.abc import Iterable, Mapping
 import jax
 import numpy as np
 
-METRICS_FILE = "metrics.jsonl"
+from optim_lab import rundir
+
+read_metrics = rundir.read_metrics  # the reader lives with the format
 
 
 def window_mean(window: Iterable[Mapping[str, jax.Array]]) -> dict[str, float]:
@@ -32,27 +34,6 @@ def to_host(metrics: Mapping[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
 
 
-def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, float]]:
-    """All records of ``workdir/metrics.jsonl``; ``ValueError`` if corrupt."""
-    path = pathlib.Path(workdir) / METRICS_FILE
-    if not path.exists():
-        return []
-    records = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: corrupt line {i} ({e}); this run "
-                             "directory cannot be resumed") from e
-        if not isinstance(record, dict) or "step" not in record:
-            raise ValueError(f"{path}: line {i} has no 'step'; this is not an "
-                             "optim_lab metrics file")
-        records.append(record)
-    return records
-
-
 def _json_value(v: float):
     return v if math.isfinite(v) else str(v)  # JSON has no NaN/inf
 
@@ -61,7 +42,7 @@ class MetricsWriter:
     """Appends records to ``metrics.jsonl``, truncated to ``resume_step``."""
 
     def __init__(self, workdir: str | pathlib.Path, resume_step: int):
-        self.path = pathlib.Path(workdir) / METRICS_FILE
+        self.path = pathlib.Path(workdir) / rundir.METRICS_FILE
         kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._file = self.path.open("a")

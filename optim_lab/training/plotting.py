@@ -9,21 +9,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
-from optim_lab.training import metrics as metrics_lib  # noqa: E402
+from optim_lab import rundir  # noqa: E402
 
 PANELS = (("accuracy", "accuracy"), ("loss", "loss"))
 
 
-def series(records, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of the records that have ``key`` (non-finite kept as NaN)."""
-    pts = [(r["step"], r[key]) for r in records if key in r]
-    if not pts:
-        return np.zeros(0), np.zeros(0)
-    steps, values = zip(*pts)
-    return np.asarray(steps, float), np.asarray(
-        [float(v) if not isinstance(v, str) else float(v) for v in values])
+series = rundir.metric_series
 
 
 def plot_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path,
@@ -51,7 +43,7 @@ def plot_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path,
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (wd, label) in enumerate(zip(workdirs, labels)):
-        records = metrics_lib.read_metrics(wd)
+        records = rundir.read_metrics(wd)
         if not records:
             raise ValueError(f"{wd}: no metrics.jsonl records to plot")
         color = colors[i % len(colors)]

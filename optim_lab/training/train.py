@@ -67,6 +67,9 @@ def build_optimizer(config: ml_collections.ConfigDict
     name, hparams = _named(config.optimizer)
     sched_name, sched_kwargs = _named(config.schedule)
     base_lr = hparams.pop("learning_rate")
+    if (sched_kwargs.get("optimizer") is None
+            and schedule_registry.accepts(sched_name, "optimizer")):
+        sched_kwargs["optimizer"] = name  # e.g. refined: check the previous run's
     lr = schedule_registry.build(sched_name, base_lr, config.steps, **sched_kwargs)
     return optimizer_registry.build(name, lr, **hparams)
 

@@ -14,7 +14,10 @@ from typing import Any
 
 import ml_collections
 
-CONFIG_FILE = "config.json"
+from optim_lab import rundir
+
+CONFIG_FILE = rundir.CONFIG_FILE
+load_config = rundir.load_config
 RESUMABLE_FIELDS = ("steps", "checkpoint_every")
 _RUN_FILES = ("metrics.jsonl", "checkpoints")
 
@@ -38,22 +41,6 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k}: {a.get(k, '<absent>')!r} != {b.get(k, '<absent>')!r}"
             for k in sorted(set(a) | set(b))
             if k not in RESUMABLE_FIELDS and a.get(k) != b.get(k)]
-
-
-def load_config(workdir: str | pathlib.Path) -> dict[str, Any]:
-    """The JSON config of a run directory; ``ValueError`` if absent/corrupt."""
-    path = pathlib.Path(workdir) / CONFIG_FILE
-    if not path.exists():
-        raise ValueError(f"{workdir} is not an optim_lab run directory (no "
-                         f"{CONFIG_FILE})")
-    try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is corrupt ({e}); refusing to use this run "
-                         "directory") from e
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path} is corrupt (not a JSON object)")
-    return cfg
 
 
 def prepare(workdir: str | pathlib.Path,

@@ -179,3 +179,15 @@ def test_nonfinite_step_leaves_state_untouched():
     good, m = step(bad, (x, jnp.zeros(4, jnp.int32)))
     assert float(m["train/nonfinite"]) == 0.0
     assert not np.array_equal(good.params["w"], params["w"])
+
+
+def test_refined_schedule_gets_the_runs_optimizer(tmp_path):
+    train.train_and_evaluate(tiny_config(steps=20, log_every=1), tmp_path / "prev")
+    cfg = tiny_config(steps=20, **{"optimizer.name": "sgd"})
+    cfg.optimizer.weight_decay = None
+    cfg.schedule.name = "refined"
+    cfg.schedule.refine_from = str(tmp_path / "prev")
+    with pytest.raises(ValueError, match="trained with optimizer 'adamw', this run uses 'sgd'"):
+        train.build_optimizer(cfg)
+    cfg.optimizer.name = "adamw"
+    assert callable(train.build_optimizer(cfg).update)
