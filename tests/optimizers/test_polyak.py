@@ -439,3 +439,20 @@ def test_state_dtype_follows_params():
     bf = jax.tree.map(lambda x: x.astype(jnp.bfloat16), PARAMS)
     s = alr_hb(1.0).init(bf)
     assert s.tau.dtype == jnp.float32 and s.delta["w"].dtype == jnp.bfloat16
+
+
+def test_training_core_logs_tau_each_step(tmp_path):
+    """The lab's training loop logs ALR-SMAG's τ and t1 as opt/tau, opt/t1."""
+    from experiments.configs import polyak_digits
+    from optim_lab.training import metrics as metrics_lib
+    from optim_lab.training import train
+
+    c = polyak_digits.get_config()
+    c.steps = c.eval_every = c.checkpoint_every = 3
+    c.optimizer.learning_rate = 0.5
+    train.train_and_evaluate(c, tmp_path / "run")
+    records = [r for r in metrics_lib.read_metrics(tmp_path / "run") if r["step"] > 0]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert 0 < r["opt/tau"] <= 0.5
+        assert r["opt/tau"] == pytest.approx(min(0.5, r["opt/t1"]), rel=1e-6)
