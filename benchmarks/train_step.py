@@ -29,9 +29,9 @@ flags.DEFINE_integer("repeats", 5, "Interleaved timed blocks per loop.")
 
 
 def lab_loop(config):
-    data, fn, loss_fn, tx = train._setup(config)
+    data, fn, loss_fn, tx = train.setup(config)
     train_step, _ = train.compile_steps(config, fn, loss_fn, tx)
-    state = [train._initial_state(fn, tx, config.seed)]
+    state = [train.initial_state(fn, tx, config.seed)]
     xy = (data.train_x, data.train_y)
 
     def run(steps):
@@ -47,7 +47,7 @@ def lab_loop(config):
 
 
 def bare_loop(config):
-    data, fn, _, _ = train._setup(config)
+    data, fn, _, _ = train.setup(config)
     tx = optax.adamw(config.optimizer.learning_rate, b1=config.optimizer.b1,
                      b2=config.optimizer.b2, eps=config.optimizer.eps, weight_decay=0.0)
     kernels = [fn.params["layers"][i]["kernel"] for i in range(3)]

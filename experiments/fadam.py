@@ -34,7 +34,6 @@ from experiments.configs import fadam_digits
 from experiments.configs import fadam_modular
 from optim_lab.data import registry as data_registry
 from optim_lab.models import registry as model_registry
-from optim_lab.training import checkpoint
 from optim_lab.training import train
 
 FLAGS = flags.FLAGS
@@ -131,10 +130,7 @@ def decay_probe(root: pathlib.Path, problem: str, lr: float, seed: int = 0,
     AdamW's ``lr·λ·RMS(θ)`` at the same weights.
     """
     c = config_for(problem, "fadam", lr, wd, seed, steps)
-    _, fn, _, tx = train._setup(c)
-    mngr = checkpoint.manager(run_dir(root, problem, "fadam", lr, wd, seed, steps))
-    state = checkpoint.restore_latest(mngr, train._initial_state(fn, tx, c.seed))
-    mngr.close()
+    state = train.restore_state(c, run_dir(root, problem, "fadam", lr, wd, seed, steps))
     fim = optax.tree_utils.tree_get(state.opt_state, "fim")
     ratio = jax.tree.map(lambda th, f: th / (jnp.sqrt(f) + 1e-8), state.params, fim)
     rms = [float(jnp.sqrt(jnp.mean(r * r))) for r in jax.tree.leaves(ratio)]

@@ -38,7 +38,6 @@ from optim_lab.schedules import norm_log
 from optim_lab.schedules import registry as schedule_registry
 from optim_lab.schedules import refined
 from optim_lab.schedules.refined import refine_schedule
-from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import train
 
 FLAGS = flags.FLAGS

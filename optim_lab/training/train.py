@@ -74,7 +74,9 @@ def build_optimizer(config: ml_collections.ConfigDict
     return optimizer_registry.build(name, lr, **hparams)
 
 
-def _setup(config):
+def setup(config) -> tuple[dataset_lib.Dataset, functional.Functional, Any,
+                          optax.GradientTransformationExtraArgs]:
+    """Validates ``config`` and builds ``(data, model, loss_fn, tx)``; compiles nothing."""
     check_config(config)
     data_name, data_kwargs = _named(config.data)
     data = data_registry.build(data_name, **data_kwargs)
@@ -83,7 +85,8 @@ def _setup(config):
     return data, functional.functionalize(model), build_loss(config), build_optimizer(config)
 
 
-def _initial_state(fn: functional.Functional, tx, seed: int) -> TrainState:
+def initial_state(fn: functional.Functional, tx, seed: int) -> TrainState:
+    """Step 0: the model's initial params and a fresh optimizer state."""
     return TrainState(step=jnp.zeros((), jnp.int32), params=fn.params,
                       model_state=fn.model_state, opt_state=tx.init(fn.params),
                       rng=jax.random.PRNGKey(seed))
@@ -143,11 +146,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         return _train_and_evaluate(config, workdir, post_step)
 
 
+def restore_state(config: ml_collections.ConfigDict,
+                  workdir: str | pathlib.Path) -> TrainState | None:
+    """The newest checkpointed :class:`TrainState` of a run (None if none)."""
+    _, fn, _, tx = setup(config)
+    mngr = checkpoint.manager(workdir)
+    try:
+        return checkpoint.restore_latest(mngr, initial_state(fn, tx, config.seed))
+    finally:
+        mngr.close()
+
+
 def _train_and_evaluate(config, workdir, post_step):
-    data, fn, loss_fn, tx = _setup(config)
+    data, fn, loss_fn, tx = setup(config)
     workdir = workdir_lib.prepare(workdir, config)
     mesh = build_mesh(config)
-    state = _initial_state(fn, tx, config.seed)
+    state = initial_state(fn, tx, config.seed)
     mngr = checkpoint.manager(workdir)
     state = parallel.replicate(checkpoint.restore_latest(mngr, state) or state, mesh)
     start = int(state.step)

@@ -26,10 +26,10 @@ def main():
                  if isinstance(b[k], float) and k != "step"]
         out[f"max_rel_diff_{batch_size}"] = float(np.max(diffs))
     c = tiny_config(data_parallel=True)
-    data, fn, loss_fn, tx = train._setup(c)
+    data, fn, loss_fn, tx = train.setup(c)
     mesh = train.build_mesh(c)
     step, _ = train.compile_steps(c, fn, loss_fn, tx, mesh=mesh)
-    state = train._initial_state(fn, tx, 0)
+    state = train.initial_state(fn, tx, 0)
     hlo = step.lower(state, (data.train_x, data.train_y)).compile().as_text()
     out["all_reduce"] = "all-reduce" in hlo
     json.dump(out, sys.stdout)

@@ -17,13 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _final_state(workdir, config):
-    data, fn, _, tx = train._setup(config)
-    template = train._initial_state(fn, tx, config.seed)
-    mngr = checkpoint.manager(workdir)
-    try:
-        return checkpoint.restore_latest(mngr, template)
-    finally:
-        mngr.close()
+    return train.restore_state(config, workdir)
 
 
 def test_one_step_binary_end_to_end(tmp_path):
