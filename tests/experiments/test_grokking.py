@@ -65,3 +65,16 @@ def test_check2_and_3_softmax_collapse_and_float64_delay(tmp_path):
     f64 = _run(c, tmp_path / "f64", log_every=50, eval_every=50)
     assert f64[-1]["step"] == 3000
     assert max(r["probe/softmax_collapse"] for r in f64) < 0.1
+
+
+def test_long_stablemax_preset_and_report():
+    from benchmarks.grokking_stablemax_long import report
+    from experiments.configs import grokking_stablemax_long
+    c = grokking_stablemax_long.get_config()
+    assert (c.loss, c.steps, c.optimizer.b2, c.optimizer.eps) == ("stablemax", 80_000, 0.999, 1e-25)
+    records = [{"step": s, "test/accuracy": a, "train/accuracy": 1.0, "probe/zero_loss": 0.0,
+                "params/global/norm": 300.0, "probe/max_logit": 2e3}
+               for s, a in [(0, 0.0), (30_000, 0.2), (45_000, 0.55), (75_000, 0.97)]]
+    text = report(records, 80_000, None)
+    assert "| 10% | 30000 |" in text and "| 50% | 45000 |" in text
+    assert "| 90% | 75000 |" in text and "test acc 0.9700" in text
