@@ -16,10 +16,8 @@ not recomputed).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
 import pathlib
 from collections.abc import Callable, Sequence
 
@@ -63,19 +61,6 @@ PROBLEMS = {
 }
 
 
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Silences the per-log progress lines (printed to the original stdout)."""
-    fd = os.dup(1)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 1)
-        try:
-            yield
-        finally:
-            os.dup2(fd, 1)
-            os.close(fd)
-
-
 def config_for(problem: str, optimizer: str, lr: float, wd: float, seed: int,
                steps: int | None = None):
     c = PROBLEMS[problem].get_config()
@@ -114,9 +99,8 @@ def run(root: pathlib.Path, problem: str, optimizer: str, lr: float, wd: float,
         seed: int, steps: int | None = None) -> dict[str, float]:
     """One training run (reused if finished); returns its final record."""
     c = config_for(problem, optimizer, lr, wd, seed, steps)
-    with _quiet_stdout():
-        return train.train_and_evaluate(
-            c, run_dir(root, problem, optimizer, lr, wd, seed, steps))
+    return train.train_and_evaluate(
+        c, run_dir(root, problem, optimizer, lr, wd, seed, steps), progress=False)
 
 
 def decay_probe(root: pathlib.Path, problem: str, lr: float, seed: int = 0,

@@ -18,10 +18,8 @@ schedule reaches 0 at the last step :math:`T-1`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
 import pathlib
 import warnings
 from collections.abc import Sequence
@@ -70,19 +68,6 @@ BASELINES = {"constant": {}, "cosine": {}, "linear": {},
 SCHEDULES = (*BASELINES, "refined")
 
 
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Silences the per-log progress lines of ``train_and_evaluate``."""
-    fd = os.dup(1)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 1)
-        try:
-            yield
-        finally:
-            os.dup2(fd, 1)
-            os.close(fd)
-
-
 def run_dir(root: pathlib.Path, problem: str, schedule: str, lr: float,
             seed: int) -> pathlib.Path:
     return root / problem / schedule / f"lr{lr:g}_seed{seed}"
@@ -101,8 +86,8 @@ def run(root: pathlib.Path, problem: str, schedule: str, lr: float, seed: int,
     if "refine_from" in schedule_kwargs:  # one directory per source run
         src = pathlib.Path(schedule_kwargs["refine_from"])
         label = f"{schedule}_from_{src.parent.name}_{src.name}"
-    with _quiet_stdout():
-        return train.train_and_evaluate(c, run_dir(root, problem, label, lr, seed))
+    return train.train_and_evaluate(c, run_dir(root, problem, label, lr, seed),
+                                    progress=False)
 
 
 def _loss(record: dict[str, float]) -> float:

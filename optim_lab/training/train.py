@@ -127,8 +127,8 @@ def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None):
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path, *,
-                       post_step: Sequence[step_lib.PostStep] = ()
-                       ) -> dict[str, float]:
+                       post_step: Sequence[step_lib.PostStep] = (),
+                       progress: bool = True) -> dict[str, float]:
     """Trains per ``config``, logging to and checkpointing in ``workdir``.
 
     Args:
@@ -136,6 +136,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         workdir: Run directory; an existing one of the same config resumes.
         post_step: Pure ``(params, step) -> params`` transforms applied inside
             the jitted step after the optimizer update (e.g. rescaling).
+        progress: Print the one-line progress report at each log step
+            (sweep drivers turn it off; metrics.jsonl is written either way).
 
     Returns:
         The last logged record (train window averages and eval metrics).
@@ -143,7 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     _validation.check_choice("enable_x64", config.enable_x64, (True, False))
     x64 = jax.enable_x64(True) if config.enable_x64 else contextlib.nullcontext()
     with x64:
-        return _train_and_evaluate(config, workdir, post_step)
+        return _train_and_evaluate(config, workdir, post_step, progress)
 
 
 def restore_state(config: ml_collections.ConfigDict,
@@ -157,7 +159,7 @@ def restore_state(config: ml_collections.ConfigDict,
         mngr.close()
 
 
-def _train_and_evaluate(config, workdir, post_step):
+def _train_and_evaluate(config, workdir, post_step, progress):
     data, fn, loss_fn, tx = setup(config)
     workdir = workdir_lib.prepare(workdir, config)
     mesh = build_mesh(config)
@@ -174,7 +176,7 @@ def _train_and_evaluate(config, workdir, post_step):
     train_xy = parallel.replicate((data.train_x, data.train_y), mesh)
     eval_data = parallel.replicate(
         (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
-    progress = metrics_lib.Progress(config.steps, start)
+    reporter = metrics_lib.Progress(config.steps, start) if progress else None
     record: dict[str, float] = {}
     if start == 0:
         record = metrics_lib.to_host(eval_step(state.params, state.model_state, eval_data))
@@ -192,7 +194,8 @@ def _train_and_evaluate(config, workdir, post_step):
                     record.update(metrics_lib.to_host(
                         eval_step(state.params, state.model_state, eval_data)))
                 writer.write(s, record)
-                progress.report(s, record)
+                if reporter:
+                    reporter.report(s, record)
             if s % config.checkpoint_every == 0 or last:
                 checkpoint.save(mngr, state)
                 mngr.wait_until_finished()  # the next step may donate `state`

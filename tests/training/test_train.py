@@ -185,3 +185,11 @@ def test_refined_schedule_gets_the_runs_optimizer(tmp_path):
         train.build_optimizer(cfg)
     cfg.optimizer.name = "adamw"
     assert callable(train.build_optimizer(cfg).update)
+
+
+def test_progress_line_can_be_turned_off(tmp_path, capsys):
+    train.train_and_evaluate(tiny_config(steps=10), tmp_path / "loud")
+    assert "step 10/10 |" in capsys.readouterr().out
+    train.train_and_evaluate(tiny_config(steps=10), tmp_path / "quiet", progress=False)
+    assert "step" not in capsys.readouterr().out
+    assert len(metrics_lib.read_metrics(tmp_path / "quiet")) == 3
