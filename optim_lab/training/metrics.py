@@ -66,8 +66,8 @@ class Progress:
 
     KEYS = ("train/loss", "test/loss", "train/accuracy", "test/accuracy")
 
-    def __init__(self, total_steps: int, start_step: int, stream=sys.stdout):
-        self.total, self.stream = total_steps, stream
+    def __init__(self, total_steps: int, start_step: int, stream=None):
+        self.total, self.stream = total_steps, stream  # None: sys.stdout at print time
         self._t0, self._s0 = time.perf_counter(), start_step
 
     def steps_per_second(self, step: int) -> float:
@@ -83,4 +83,4 @@ class Progress:
                 f"ETA {eta_s}")
 
     def report(self, step: int, metrics: Mapping[str, float]) -> None:
-        print(self.line(step, metrics), file=self.stream, flush=True)
+        print(self.line(step, metrics), file=self.stream or sys.stdout, flush=True)
