@@ -6,6 +6,8 @@ bf16 / f16 parameters get exact-enough dot products and norms.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -72,3 +74,24 @@ def tree_abs_sum(tree: optax.Params) -> jax.Array:
     if not parts:
         return jnp.zeros((), jnp.float32)
     return sum(parts[1:], parts[0])
+
+
+def is_static_number(x) -> bool:
+    """A Python int/float (not bool): known at trace time, safe to branch on."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def one_minus_pow(base, t: jax.Array) -> jax.Array:
+    """``1 - base**t`` for ``t >= 1`` without cancellation, in ``t``'s dtype.
+
+    Computed as ``-expm1(t * log(base))`` with ``log(base)`` taken in float64
+    for a Python ``base``: the naive float32 ``1 - 0.999**1`` is off by 1.3e-5
+    relative, while torch forms such bias corrections in double precision.
+    """
+    if is_static_number(base):
+        if base == 0:
+            return jnp.ones_like(t)
+        log_base = math.log(base)
+    else:
+        log_base = jnp.log(jnp.asarray(base, t.dtype))
+    return -jnp.expm1(t * log_base)

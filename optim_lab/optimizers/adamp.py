@@ -92,10 +92,6 @@ def _per_leaf(option: LeafOption, params: optax.Params, default: Any
     return [default if o is None else o for o in treedef.flatten_up_to(option)]
 
 
-def _is_static_zero(x: Any) -> bool:
-    return isinstance(x, (int, float)) and x == 0
-
-
 def _views(ndim: int, stack_axes: int, channel_axis: int
            ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
     """(channel-view reduction axes, layer axes, channel axis) of a leaf."""
@@ -189,22 +185,10 @@ def _project_leaves(params, grads, updates, *, delta, wd_ratio, eps,
 
 def _with_decay(u, ratio, p, weight_decay, dtype):
     """``u + weight_decay * ratio * p`` cast to ``dtype``."""
-    if not _is_static_zero(weight_decay):
+    if not (_numerics.is_static_number(weight_decay) and weight_decay == 0):
         r = 1.0 if ratio is None else ratio
         u = u + weight_decay * r * _numerics.upcast(p)
     return u.astype(dtype)
-
-
-def _bias_correction(decay: Any, count: jax.Array) -> jax.Array:
-    """``1 - decay**count`` in float32 without cancellation.
-
-    ``1 - float32(0.999)**1`` is off by 1.3e-5 relative; ``-expm1(t log b)``
-    with ``log b`` taken in float64 (for a Python ``decay``) matches torch's
-    double-precision scalar to ~1e-7.
-    """
-    log_b = math.log(decay) if isinstance(decay, (int, float)) and decay > 0 else (
-        jnp.log(jnp.asarray(decay, jnp.float32)))
-    return -jnp.expm1(count.astype(jnp.float32) * log_b)
 
 
 def scale_by_adamp(
@@ -316,7 +300,8 @@ def scale_by_adamp(
         if params is None:
             raise ValueError(NO_PARAMS_MSG.format("scale_by_adamp"))
         count = optax.safe_increment(state.count)
-        bc1, bc2 = _bias_correction(b1, count), _bias_correction(b2, count)
+        t = count.astype(jnp.float32)
+        bc1, bc2 = _numerics.one_minus_pow(b1, t), _numerics.one_minus_pow(b2, t)
 
         def moments(g, m, v):
             g32 = _numerics.upcast(g)
@@ -481,7 +466,7 @@ def scale_by_sgdp(
             params, grads, steps, delta=delta, wd_ratio=wd_ratio, eps=eps,
             channel_axis=channel_axis, stack_axes=stack_axes,
             project_mask=project_mask)
-        wd = weight_decay if _is_static_zero(weight_decay) else (
+        wd = weight_decay if (_numerics.is_static_number(weight_decay) and weight_decay == 0) else (
             weight_decay / (1 - momentum))
         out = [_with_decay(d, r, p, wd, p.dtype) for (d, r), p in zip(proj, p_leaves)]
         if keep_projected:

@@ -22,7 +22,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -42,16 +41,6 @@ class ScaleByFAdamState(NamedTuple):
     fim: optax.Updates  # diagonal empirical Fisher f (= Adam's bias-corrected v)
 
 
-def _check(check, name: str, value: Any, **kw: Any) -> None:
-    """Validates ``value`` unless it is traced (``inject_hyperparams`` in jit)."""
-    if not isinstance(value, jax.core.Tracer):
-        check(name, value, **kw)
-
-
-def _is_python_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def debiased_b2(b2: Any, count: jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""``(β̂₂, 1 - β̂₂)`` at step ``count`` (>= 1), in float32 (float64 under x64).
 
@@ -64,15 +53,15 @@ def debiased_b2(b2: Any, count: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     dt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     t = count.astype(dt)
-    if _is_python_number(b2):
+    if _numerics.is_static_number(b2):
         if b2 == 0:  # f = g^2 every step
             return jnp.zeros((), dt), jnp.ones((), dt)
-        log_b2, one_minus_b2 = math.log(b2), 1.0 - b2
+        one_minus_b2 = 1.0 - b2
     else:
         b2 = jnp.asarray(b2, dt)
-        log_b2, one_minus_b2 = jnp.log(b2), 1.0 - b2
-    bc_t = -jnp.expm1(t * log_b2)  # 1 - b2^t  (> 0 for t >= 1)
-    bc_prev = -jnp.expm1(jnp.where(t > 1, t - 1.0, 1.0) * log_b2)
+        one_minus_b2 = 1.0 - b2
+    bc_t = _numerics.one_minus_pow(b2, t)  # 1 - b2^t  (> 0 for t >= 1)
+    bc_prev = _numerics.one_minus_pow(b2, jnp.where(t > 1, t - 1.0, 1.0))
     bc_prev = jnp.where(t > 1, bc_prev, 0.0)  # 1 - b2^(t-1), exactly 0 at t = 1
     # At t = 1 the ratio (1 - b2) / (1 - b2^1) is 1 only up to rounding.
     return b2 * bc_prev / bc_t, jnp.where(t > 1, one_minus_b2 / bc_t, 1.0)
@@ -80,9 +69,9 @@ def debiased_b2(b2: Any, count: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _power(x: jax.Array, p: Any) -> jax.Array:
     """``x ** p`` with torch's exact special case ``p = 0.5 -> sqrt``."""
-    if _is_python_number(p) and p == 0.5:
+    if _numerics.is_static_number(p) and p == 0.5:
         return jnp.sqrt(x)
-    if _is_python_number(p) and p == 1:
+    if _numerics.is_static_number(p) and p == 1:
         return x
     return jnp.power(x, jnp.asarray(p, x.dtype))
 
@@ -109,7 +98,7 @@ def adaptive_eps(rms_g: jax.Array, eps: Any, eps_2: Any, p: Any, mode: str,
     dt = rms_g.dtype
     if mode == "min_scaled":
         scaled = eps_2 * rms_g
-        eps_pow = eps ** (2.0 * p) if _is_python_number(eps) and _is_python_number(p) \
+        eps_pow = eps ** (2.0 * p) if _numerics.is_static_number(eps) and _numerics.is_static_number(p) \
             else jnp.power(jnp.asarray(eps, dt), 2.0 * p)
         small = (rms_g > 0) & (scaled < eps)
         return jnp.where(small, _power(scaled, 2.0 * p),
@@ -138,7 +127,7 @@ def _fadam_leaf(g, m, f, theta, lerp_w, b2h, one_minus_b2h, *, eps, eps_2, p,
     den = _power(f, p) + e
     m = _numerics.upcast(m)
     m = m + lerp_w * (rms_clip(g / den, clip) - m)  # torch.lerp, weight < 0.5
-    if _is_python_number(weight_decay) and weight_decay == 0:
+    if _numerics.is_static_number(weight_decay) and weight_decay == 0:
         return m, m, f
     wn = rms_clip(_numerics.upcast(theta) / den, clip)
     return weight_decay * wn + m, m, f
@@ -252,13 +241,13 @@ def scale_by_fadam(
         gradient still advances the moments and applies the natural decay.
         Mask frozen leaves (``optax.masked`` / ``optax.set_to_zero``).
     """
-    _check(_validation.check_unit_interval, "b1", b1)
-    _check(_validation.check_unit_interval, "b2", b2)
-    _check(_validation.check_non_negative, "eps", eps)
-    _check(_validation.check_non_negative, "eps_2", eps_2)
-    _check(_validation.check_positive, "p", p)
-    _check(_validation.check_positive, "clip", clip)
-    _check(_validation.check_non_negative, "weight_decay", weight_decay)
+    _validation.check_unit_interval("b1", b1)
+    _validation.check_unit_interval("b2", b2)
+    _validation.check_non_negative("eps", eps)
+    _validation.check_non_negative("eps_2", eps_2)
+    _validation.check_positive("p", p)
+    _validation.check_positive("clip", clip)
+    _validation.check_non_negative("weight_decay", weight_decay)
     _validation.check_choice("eps_mode", eps_mode, EPS_MODES)
 
     def state_dtype(dtype, x):
@@ -326,7 +315,7 @@ def fadam(
         >>> [round(float(x), 4) for x in params]  # torch FAdam: [0.8704, -0.8704]
         [0.8704, -0.8704]
     """
-    _check(_validation.check_positive, "learning_rate", learning_rate,
+    _validation.check_positive("learning_rate", learning_rate,
            allow_schedule=True)
     return optax.chain(
         scale_by_fadam(b1=b1, b2=b2, eps=eps, eps_2=eps_2, p=p, clip=clip,
