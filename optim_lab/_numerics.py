@@ -18,6 +18,12 @@ def stat_dtype(x: jax.Array) -> jnp.dtype:
     return jnp.float64 if x.dtype == jnp.float64 else jnp.float32
 
 
+def tree_stat_dtype(tree) -> jnp.dtype:
+    """float64 if any leaf is float64, else float32 (the statistics dtype)."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.float64 if any(x.dtype == jnp.float64 for x in leaves) else jnp.float32
+
+
 def upcast(x: jax.Array) -> jax.Array:
     """Casts ``x`` to its statistics dtype (float32, or float64 if already)."""
     return x.astype(stat_dtype(x))

@@ -300,7 +300,7 @@ def scale_by_adamp(
         if params is None:
             raise ValueError(NO_PARAMS_MSG.format("scale_by_adamp"))
         count = optax.safe_increment(state.count)
-        t = count.astype(jnp.float32)
+        t = count.astype(_numerics.tree_stat_dtype(updates))
         bc1, bc2 = _numerics.one_minus_pow(b1, t), _numerics.one_minus_pow(b2, t)
 
         def moments(g, m, v):

@@ -65,13 +65,6 @@ class AlrHbState(NamedTuple):
     tau: jax.Array  # shape=(): last gradient step alpha_k (0 if guarded)
 
 
-def _tree_stat_dtype(tree) -> jnp.dtype:
-    """float64 if any leaf is float64, else float32 (the statistics dtype)."""
-    leaves = jax.tree.leaves(tree)
-    return (jnp.float64 if any(x.dtype == jnp.float64 for x in leaves)
-            else jnp.float32)
-
-
 def _cap(learning_rate: optax.ScalarOrSchedule, count: jax.Array) -> jax.Array:
     return learning_rate(count) if callable(learning_rate) else learning_rate
 
@@ -180,7 +173,7 @@ def alr_smag(
     clip_gap = variant != "sps"
 
     def init_fn(params):
-        dtype = _tree_stat_dtype(params)
+        dtype = _numerics.tree_stat_dtype(params)
         return AlrSmagState(count=jnp.zeros((), jnp.int32),
                             momentum=jax.tree.map(jnp.zeros_like, params),
                             tau=jnp.zeros((), dtype), t1=jnp.zeros((), dtype))
@@ -281,7 +274,7 @@ def alr_hb(
     def init_fn(params):
         return AlrHbState(count=jnp.zeros((), jnp.int32),
                           delta=jax.tree.map(jnp.zeros_like, params),
-                          tau=jnp.zeros((), _tree_stat_dtype(params)))
+                          tau=jnp.zeros((), _numerics.tree_stat_dtype(params)))
 
     def update_fn(updates, state, params=None, *, value, **extra_args):
         del params, extra_args

@@ -50,6 +50,8 @@ SGDP_CONFIGS = {
     f"mom{m:g}_nesterov{int(n)}_damp{d:g}": dict(
         lr=0.1, momentum=m, nesterov=n, dampening=d, weight_decay=1e-4)
     for m in (0.0, 0.9) for n in (False, True) for d in (0.0, 0.1)}
+# One config per file is also run in float64 (exact-algorithm parity).
+FLOAT64_CONFIGS = ("nesterov0_wd0.01", "mom0_nesterov0_damp0", "mom0.9_nesterov1_damp0.1")
 # golden file -> (reference class, configs)
 FILES = {
     "adamp": ("AdamP", ADAMP_CONFIGS),
@@ -58,11 +60,11 @@ FILES = {
 }
 
 
-def initial_params() -> dict[str, np.ndarray]:
-    """float32 initial params, torch layout."""
+def initial_params(dtype=np.float32) -> dict[str, np.ndarray]:
+    """Initial params in ``dtype`` (float32 by default), torch layout."""
     rng = np.random.default_rng(PARAM_SEED)
-    params = {k: rng.standard_normal(s).astype(np.float32) for k, s in SHAPES.items()}
-    params["zero_kernel"] = np.zeros(SHAPES["zero_kernel"], np.float32)
+    params = {k: rng.standard_normal(s).astype(dtype) for k, s in SHAPES.items()}
+    params["zero_kernel"] = np.zeros(SHAPES["zero_kernel"], dtype)
     return params
 
 
@@ -110,8 +112,8 @@ _KINDS = {"none": _radial, "channel": _channel_orthogonal}
 
 
 def gradients(kind: str, params: dict[str, np.ndarray],
-              rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One step of stream ``kind`` at ``params`` (torch layout, float32)."""
+              rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
+    """One step of stream ``kind`` at ``params`` (torch layout, ``dtype``)."""
     params = {k: params[k] for k in SHAPES}  # draw in a fixed order
     noise = {k: rng.standard_normal(v.shape) for k, v in params.items()}
     scales = {k: rng.standard_normal(v.shape[0]) for k, v in params.items()}
@@ -127,30 +129,31 @@ def gradients(kind: str, params: dict[str, np.ndarray],
             g = _layer_only(p, scales[k], noise[k])
         else:
             g = _KINDS[kind](p, noise[k])
-        out[k] = np.asarray(g).reshape(p.shape).astype(np.float32)
+        out[k] = np.asarray(g).reshape(p.shape).astype(dtype)
     return out
 
 
-def run_reference(cls_name: str, config: dict, kind: str):
-    """Params after ``RECORDED`` steps and per-step kernel branches."""
+def run_reference(cls_name: str, config: dict, kind: str, dtype=np.float32,
+                  recorded=RECORDED):
+    """Params after ``recorded`` steps and per-step kernel branches."""
     import adamp
     import torch
     tensors = {k: torch.nn.Parameter(torch.from_numpy(v))
-               for k, v in initial_params().items()}
+               for k, v in initial_params(dtype).items()}
     opt = getattr(adamp, cls_name)(list(tensors.values()), **config)
     rng = np.random.default_rng(GRAD_SEED)
     snapshots = {k: [] for k in tensors}
     branches = np.zeros((STEPS, len(KERNELS)), np.int8)
     for t in range(STEPS):
         current = {k: p.detach().numpy().copy() for k, p in tensors.items()}
-        for k, g in gradients(kind, current, rng).items():
+        for k, g in gradients(kind, current, rng, dtype).items():
             tensors[k].grad = torch.from_numpy(g)
         last = _recorder_step(opt, tensors)
         opt.step()
         for i, k in enumerate(KERNELS):
             view, wd = last.get(k, (None, 1))
             branches[t, i] = 0 if wd == 1 else (1 if view == "_channel_view" else 2)
-        if t + 1 in RECORDED:
+        if t + 1 in recorded:
             for k, p in tensors.items():
                 snapshots[k].append(p.detach().numpy().copy())
     return {k: np.stack(v) for k, v in snapshots.items()}, branches
@@ -195,11 +198,20 @@ def generate(ref_dir=None):
                 for k, v in traj.items():
                     arrays[f"params/{cname}/{kind}/{k}"] = v
                 arrays[f"branch/{cname}/{kind}"] = branches
+                if cname in FLOAT64_CONFIGS:
+                    traj, branches = run_reference(cls_name, config, kind, np.float64,
+                                                   recorded=(STEPS,))
+                    for k, v in traj.items():
+                        arrays[f"params64/{cname}/{kind}/{k}"] = v[-1]
+                    arrays[f"branch64/{cname}/{kind}"] = branches
         meta = {"versions": goldens.package_versions("torch", "adamp", "numpy"),
                 "reference": f"adamp.{cls_name} (adamp==0.3.0)",
                 "param_seed": PARAM_SEED, "grad_seed": GRAD_SEED, "steps": STEPS,
                 "shapes": SHAPES, "kernels": KERNELS, "streams": STREAMS,
                 "configs": configs, "layout": "torch", "dtype": "float32",
+                "float64": {"configs": sorted(set(configs) & set(FLOAT64_CONFIGS)),
+                            "keys": "params64/<config>/<stream>/<tensor> after the "
+                                    "last step, branch64/<config>/<stream>"},
                 "branch_codes": {"none": 0, "channel": 1, "layer": 2}}
         paths.append(goldens.save(name, arrays, meta))
     return paths

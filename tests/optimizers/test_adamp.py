@@ -54,20 +54,22 @@ def _stepper(file: str, config_items: tuple):
     return tx, step
 
 
-def run_jax(file: str, config: dict, kind: str, steps: int = gen_adamp.STEPS):
-    """Params (torch layout) after ``RECORDED`` steps and per-step branches."""
+def run_jax(file: str, config: dict, kind: str, steps: int = gen_adamp.STEPS,
+            dtype=np.float32, recorded=tuple(gen_adamp.RECORDED)):
+    """Params (torch layout) after ``recorded`` steps and per-step branches."""
     tx, step = _stepper(file, tuple(sorted(config.items())))
-    params = {k: jnp.asarray(to_flax(v)) for k, v in gen_adamp.initial_params().items()}
+    params = {k: jnp.asarray(to_flax(v))
+              for k, v in gen_adamp.initial_params(dtype).items()}
     state = tx.init(params)
     rng = np.random.default_rng(gen_adamp.GRAD_SEED)
     snaps, branches = {}, []
     for t in range(steps):
         current = {k: to_torch(v) for k, v in jax.device_get(params).items()}
         grads = jax.device_put({k: to_flax(g) for k, g in
-                                gen_adamp.gradients(kind, current, rng).items()})
+                                gen_adamp.gradients(kind, current, rng, dtype).items()})
         params, state, b = step(params, state, grads)
         branches.append(b)
-        if t + 1 in gen_adamp.RECORDED:
+        if t + 1 in recorded:
             snaps[t + 1] = {k: to_torch(v) for k, v in jax.device_get(params).items()}
     return snaps, np.stack(jax.device_get(branches))
 
@@ -114,6 +116,27 @@ def test_matches_reference_goldens(file, cname, kind):
             assert_close_to_reference(snaps[int(s)][k],
                                       arrays[f"params/{cname}/{kind}/{k}"][i],
                                       int(s), f"{k} after step {s}")
+
+
+_CASES64 = [(file, cname, kind)
+            for file, (_, configs) in gen_adamp.FILES.items()
+            for cname in configs if cname in gen_adamp.FLOAT64_CONFIGS
+            for kind in gen_adamp.STREAMS]
+
+
+@pytest.mark.parametrize("file,cname,kind", _CASES64)
+def test_matches_reference_goldens_float64(file, cname, kind):
+    """Exact algorithm parity: float64 on both sides over 200 steps."""
+    arrays, meta = _golden(file)
+    with jax.enable_x64(True):
+        snaps, branches = run_jax(file, meta["configs"][cname], kind,
+                                  dtype=np.float64, recorded=(gen_adamp.STEPS,))
+    np.testing.assert_array_equal(branches, arrays[f"branch64/{cname}/{kind}"])
+    for k in gen_adamp.SHAPES:
+        got = snaps[gen_adamp.STEPS][k]
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, arrays[f"params64/{cname}/{kind}/{k}"],
+                                   rtol=1e-10, atol=1e-12, err_msg=k)
 
 
 def test_goldens_hit_every_branch():
