@@ -170,6 +170,7 @@ def _train_and_evaluate(config, workdir, post_step, progress):
     writer = metrics_lib.MetricsWriter(workdir, start)
     if start >= config.steps:
         writer.close()
+        mngr.close()
         records = metrics_lib.read_metrics(workdir)
         return records[-1] if records else {}
     train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step, mesh)
