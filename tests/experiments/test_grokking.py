@@ -68,7 +68,7 @@ def test_check2_and_3_softmax_collapse_and_float64_delay(tmp_path):
 
 
 def test_long_stablemax_preset_and_report():
-    from benchmarks.grokking_stablemax_long import report
+    from experiments.grokking_summary import report
     from experiments.configs import grokking_stablemax_long
     c = grokking_stablemax_long.get_config()
     assert (c.loss, c.steps, c.optimizer.b2, c.optimizer.eps) == ("stablemax", 80_000, 0.999, 1e-25)
