@@ -15,6 +15,7 @@ def report(records, steps: int, seconds: float | None, loss_dtype: str = "64") -
         hit = next((r["step"] for r in evals if r["test/accuracy"] >= t), None)
         rows.append(f"| {t:.0%} | {hit if hit is not None else 'not reached'} |")
     rate = "" if seconds is None else f" · this session: {seconds / 60:.1f} min"
+    peak = max(evals, key=lambda r: r["test/accuracy"])
     collapse = next((r["step"] for r in evals if r["probe/zero_loss"] > 0.5), None)
     collapse_line = ("The zero-loss fraction never exceeds 50 %: StableMax kept a learning "
                      "signal." if collapse is None else
@@ -31,5 +32,12 @@ def report(records, steps: int, seconds: float | None, loss_dtype: str = "64") -
         f"max |logit| {last['probe/max_logit']:.0f}, zero-loss fraction "
         f"{max(r['probe/zero_loss'] for r in evals):g} (max over the run).", "",
         collapse_line, "",
+        f"Peak test accuracy {peak['test/accuracy']:.4f} at step {peak['step']} (weight norm "
+        f"{peak['params/global/norm']:.0f} there)." + (
+            f" After it the run destabilised: test accuracy fell to "
+            f"{last['test/accuracy']:.4f} while the weight norm grew to "
+            f"{last['params/global/norm']:.3g} (AdamW with ε = 1e-25 takes near-sign "
+            "steps once v underflows; XLA:CPU flushes float32 subnormals, spec §5)."
+            if last["test/accuracy"] < peak["test/accuracy"] - 0.1 else ""), "",
         *rows, "", "Paper: test passes 50 % near 45 k steps and reaches ≈ 97 % near 75 k.",
         "", "![curves](stablemax_long.png)", ""])
