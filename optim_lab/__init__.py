@@ -21,6 +21,7 @@ from optim_lab.optimizers.fadam import scale_by_fadam as scale_by_fadam
 from optim_lab.optimizers.perpgrad import orthograd as orthograd
 from optim_lab.optimizers.polyak import alr_hb as alr_hb
 from optim_lab.optimizers.polyak import alr_smag as alr_smag
+from optim_lab.optimizers.state_dtype import with_state_dtype as with_state_dtype
 from optim_lab.schedules.decay import cosine_decay as cosine_decay
 from optim_lab.schedules.decay import from_table as from_table
 from optim_lab.schedules.decay import linear_decay as linear_decay
@@ -58,6 +59,7 @@ __all__ = [
     "stablemax",
     "stablemax_cross_entropy",
     "tree_norms",
+    "with_state_dtype",
     "write_grad_norm_csv",
     "wsd",
     "zero_loss_frac",
