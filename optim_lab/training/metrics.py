@@ -12,22 +12,30 @@ import math
 import pathlib
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import jax
 import numpy as np
 
 from optim_lab import rundir
+from optim_lab.training.errors import RunDataError
 
 read_metrics = rundir.read_metrics  # the reader lives with the format
 
 
-def window_mean(window: Iterable[Mapping[str, jax.Array]]) -> dict[str, float]:
-    """Fetches a list of per-step metric dicts and averages each key."""
-    host = jax.device_get(list(window))
+def fetch_window(window: Iterable[Mapping[str, jax.Array]]) -> list[dict[str, float]]:
+    """Fetches a window of per-step device metric dicts in one host transfer."""
+    return [{k: float(v) for k, v in m.items()} for m in jax.device_get(list(window))]
+
+
+def window_mean(host: Iterable[Mapping[str, float]],
+                exclude: Sequence[str] = ()) -> dict[str, float]:
+    """Averages each key of fetched per-step metrics in float64."""
+    host = list(host)
     if not host:
         return {}
-    return {k: float(np.mean([np.float64(m[k]) for m in host])) for k in host[0]}
+    return {k: float(np.mean([np.float64(m[k]) for m in host]))
+            for k in host[0] if k not in exclude}
 
 
 def to_host(metrics: Mapping[str, jax.Array]) -> dict[str, float]:
@@ -39,21 +47,61 @@ def _json_value(v: float):
 
 
 class MetricsWriter:
-    """Appends records to ``metrics.jsonl``, truncated to ``resume_step``."""
+    """Appends records to ``metrics.jsonl``, cut back to ``resume_step`` first.
 
-    def __init__(self, workdir: str | pathlib.Path, resume_step: int):
+    On open, the log keeps only the records with ``step <= resume_step``
+    (none when ``resume_step`` is 0: the run starts over), is rewritten
+    atomically, and a torn last line (a crash mid-write) is dropped with a
+    notice. A missing log on a resumed run is reported: its history before
+    ``resume_step`` is gone. Steps written must strictly increase. Any
+    failure to write (a full disk) raises :class:`RunDataError`.
+    """
+
+    def __init__(self, workdir: str | pathlib.Path, resume_step: int,
+                 notify: Callable[[str], None] | None = None):
         self.path = pathlib.Path(workdir) / rundir.METRICS_FILE
-        kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        self._file = self.path.open("a")
+        notify = notify or _stderr
+        existed = self.path.exists()
+        log = rundir.read_log(workdir)
+        if log.torn_tail is not None:
+            notify(f"notice: dropped a torn last line of {self.path} (a crash "
+                   f"mid-write): {log.torn_tail[:60]!r}")
+        kept = [r for r in log.records if resume_step and r["step"] <= resume_step]
+        if resume_step and not existed:
+            notify(f"warning: {self.path} is missing; the history before step "
+                   f"{resume_step} is lost (resuming from its checkpoint)")
+        elif resume_step and (not kept or kept[0]["step"] != 0):
+            notify(f"warning: {self.path} has no record of step 0; part of the "
+                   f"history before step {resume_step} is lost")
+        self._last = kept[-1]["step"] if kept else -1
+        try:
+            rundir.write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            self._file = self.path.open("a")
+        except OSError as e:
+            raise RunDataError(f"cannot write {self.path}: {e.strerror or e}") from e
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
+        if step <= self._last:
+            raise RunDataError(f"{self.path}: step {step} written after step "
+                               f"{self._last}; log steps must strictly increase")
         record = {"step": step, **{k: _json_value(v) for k, v in metrics.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise RunDataError(f"cannot write {self.path} at step {step}: "
+                               f"{e.strerror or e}") from e
+        self._last = step
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the write that failed already raised
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _fmt_seconds(s: float) -> str:
@@ -74,13 +122,15 @@ class Progress:
         dt = time.perf_counter() - self._t0
         return (step - self._s0) / dt if dt > 0 else float("nan")
 
-    def line(self, step: int, metrics: Mapping[str, float]) -> str:
+    def line(self, step: int, metrics: Mapping[str, float], rejected: int = 0) -> str:
         rate = self.steps_per_second(step)
         eta = (self.total - step) / rate if rate and rate > 0 else float("nan")
         shown = " ".join(f"{k}={metrics[k]:.4g}" for k in self.KEYS if k in metrics)
         eta_s = _fmt_seconds(eta) if math.isfinite(eta) else "?"
-        return (f"step {step}/{self.total} | {shown} | {rate:.1f} steps/s | "
+        rej = f" | rejected {rejected} non-finite steps" if rejected else ""
+        return (f"step {step}/{self.total} | {shown}{rej} | {rate:.1f} steps/s | "
                 f"ETA {eta_s}")
 
-    def report(self, step: int, metrics: Mapping[str, float]) -> None:
-        print(self.line(step, metrics), file=self.stream or sys.stdout, flush=True)
+    def report(self, step: int, metrics: Mapping[str, float], rejected: int = 0) -> None:
+        print(self.line(step, metrics, rejected), file=self.stream or sys.stdout,
+              flush=True)

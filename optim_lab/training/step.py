@@ -3,9 +3,10 @@
 ``make_train_step`` returns ``step(state, batch) -> (state, metrics)``: the
 optimizer is called as ``tx.update(grads, opt_state, params, value=loss)`` so
 Polyak-type transforms receive the loss, post-step parameter transforms
-``(params, step) -> params`` run inside the step, and a step whose loss or
-gradient is not finite leaves params and optimizer state untouched (counted in
-``train/nonfinite``) instead of poisoning them. Per-step metrics are cheap
+``(params, step) -> params`` run inside the step, and a step whose loss,
+gradient, update (or post-step params) is not finite leaves params and
+optimizer state untouched (counted in ``train/nonfinite``; which part went
+non-finite is the bit code ``train/nonfinite_code``) instead of poisoning them. Per-step metrics are cheap
 reductions (loss, gradient L1/L2, max |update|, effective step per leaf);
 accuracies come from the full-set evaluation, which keeps the step within
 ~4 % of a bare jitted loop (``benchmarks/train_step.py``).
@@ -28,6 +29,15 @@ from optim_lab.dynamics import norms
 from optim_lab.training.state import TrainState
 
 PostStep = Callable[[Any, jax.Array], Any]
+
+NONFINITE_CODE = "train/nonfinite_code"  # bit i set: NONFINITE_PARTS[i] not finite
+NONFINITE_PARTS = ("loss", "gradients", "updates", "params")
+
+
+def describe_nonfinite(code: float) -> str:
+    """Names the parts flagged in a step's ``NONFINITE_CODE`` (e.g. "loss, gradients")."""
+    bits = int(code)
+    return ", ".join(p for i, p in enumerate(NONFINITE_PARTS) if bits >> i & 1) or "none"
 
 
 def _accuracy(logits, labels):
@@ -80,9 +90,9 @@ def make_train_step(apply: Callable, loss_fn: Callable,
         # One finiteness test reusing the metrics' reductions: a NaN/inf
         # anywhere in the gradient makes its L1 norm non-finite (as does a
         # gradient whose L1 norm overflows float32), and likewise the updates.
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_l1) & jnp.isfinite(update_max)
-        if post_step:
-            ok = ok & _all_finite(params)
+        bad = [~jnp.isfinite(loss), ~jnp.isfinite(grad_l1), ~jnp.isfinite(update_max),
+               ~_all_finite(params) if post_step else jnp.array(False)]
+        ok = ~(bad[0] | bad[1] | bad[2] | bad[3])
         keep = lambda new, old: jax.tree.map(  # noqa: E731
             lambda a, b: jnp.where(ok, a, b), new, old)
         new_state = TrainState(
@@ -95,6 +105,7 @@ def make_train_step(apply: Callable, loss_fn: Callable,
         metrics = {
             "train/loss": loss.astype(jnp.float32),
             "train/nonfinite": 1.0 - ok.astype(jnp.float32),
+            NONFINITE_CODE: sum(b.astype(jnp.float32) * 2.0 ** i for i, b in enumerate(bad)),
             "grads/global/l2": jnp.sqrt(_numerics.tree_sq_norm(grads)),
             "grads/global/l1": grad_l1,
             "updates/global/max_abs": update_max,

@@ -3,16 +3,26 @@
 Everything is built from the config through the registries and validated
 *before* anything is compiled: a bad optimizer name or hyperparameter, loss,
 dataset or model option raises a ``ValueError`` naming the config field.
-Re-running with the same workdir resumes from the newest checkpoint; the
-resumed run is bit-identical to an uninterrupted one.
+Re-running with the same workdir resumes from the newest checkpoint that
+verifies; the resumed run is bit-identical to an uninterrupted one.
+
+A run is data that must survive: the workdir is locked for one process, a
+damaged checkpoint is reported and the next older one used, the log is cut
+back to the restored step, a rerun asking for fewer steps than done changes
+nothing, and ``max_nonfinite_steps`` consecutive non-finite steps stop the run
+(checkpointed) with :class:`~optim_lab.training.errors.Diverged`. Errors the
+user must act on are :class:`~optim_lab.training.errors.RunError` with a
+one-line message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import pathlib
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -21,6 +31,7 @@ import ml_collections
 import optax
 
 from optim_lab import _validation
+from optim_lab import rundir
 from optim_lab.data import dataset as dataset_lib
 from optim_lab.data import registry as data_registry
 from optim_lab.losses import registry as loss_registry
@@ -33,6 +44,7 @@ from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import parallel
 from optim_lab.training import step as step_lib
 from optim_lab.training import workdir as workdir_lib
+from optim_lab.training.errors import Diverged, RunDataError
 from optim_lab.training.state import TrainState
 
 
@@ -41,9 +53,22 @@ def _named(section: ml_collections.ConfigDict) -> tuple[str, dict[str, Any]]:
     return kwargs.pop("name"), kwargs
 
 
+def _nonfinite_floats(tree: Any, prefix: str = "") -> Iterator[str]:
+    """Dotted names of the float fields of a (nested) config that are not finite."""
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _nonfinite_floats(value, name + ".")
+        elif isinstance(value, float) and not math.isfinite(value):
+            yield f"{name} must be finite, got {value}"
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Validates the run-level fields (the registries check their sections)."""
-    for field in ("steps", "log_every", "eval_every", "checkpoint_every"):
+    for problem in _nonfinite_floats(config.to_dict()):
+        raise ValueError(problem)
+    for field in ("steps", "log_every", "eval_every", "checkpoint_every",
+                  "max_nonfinite_steps"):
         _validation.check_int(field, config[field], low=1)
     _validation.check_int("batch_size", config.batch_size, low=0)
     _validation.check_int("seed", config.seed, low=0)
@@ -150,56 +175,110 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
 def restore_state(config: ml_collections.ConfigDict,
                   workdir: str | pathlib.Path) -> TrainState | None:
-    """The newest checkpointed :class:`TrainState` of a run (None if none)."""
+    """The newest verified checkpointed :class:`TrainState` of a run (None if none).
+
+    Read-only: a damaged checkpoint is reported and skipped, not moved.
+    """
     _, fn, _, tx = setup(config)
-    mngr = checkpoint.manager(workdir)
+    return checkpoint.restore(workdir, initial_state(fn, tx, config.seed))
+
+
+def _notice(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class _Divergence:
+    """Counts consecutive rejected (non-finite) steps across log windows."""
+
+    def __init__(self, limit: int):
+        self.limit, self.streak, self.rejected = limit, 0, 0
+        self.first_step, self.what = 0, ""
+
+    def update(self, first_step: int, host: Sequence[Mapping[str, float]]) -> bool:
+        """Feeds a window's per-step metrics; True once the streak hits the limit."""
+        for i, m in enumerate(host):
+            if m["train/nonfinite"] > 0:
+                self.rejected += 1
+                if self.streak == 0:
+                    self.first_step = first_step + i
+                    self.what = step_lib.describe_nonfinite(m[step_lib.NONFINITE_CODE])
+                self.streak += 1
+            else:
+                self.streak = 0
+        return self.streak >= self.limit
+
+    def message(self, step: int) -> str:
+        return (f"diverged: {self.streak} consecutive non-finite steps from step "
+                f"{self.first_step} to {step} (non-finite: {self.what}); stopped "
+                f"at step {step}, the last good state is checkpointed; lower the "
+                "learning rate or use a new workdir")
+
+
+def _save(mngr, state, step: int) -> None:
     try:
-        return checkpoint.restore_latest(mngr, initial_state(fn, tx, config.seed))
-    finally:
-        mngr.close()
+        checkpoint.save(mngr, state)
+        mngr.wait_until_finished()  # the next step may donate `state`
+    except Exception as e:  # orbax wraps OSError (a full disk) in its own types
+        raise RunDataError(f"checkpoint at step {step} could not be saved: "
+                           f"{type(e).__name__}: {e}") from e
 
 
 def _train_and_evaluate(config, workdir, post_step, progress):
     data, fn, loss_fn, tx = setup(config)
-    workdir = workdir_lib.prepare(workdir, config)
+    with workdir_lib.lock(workdir) as workdir:
+        workdir_lib.check(workdir, config)
+        state = initial_state(fn, tx, config.seed)
+        restored = checkpoint.restore(workdir, state, move_damaged=True)
+        start = int(restored.step) if restored is not None else 0
+        if start >= config.steps:
+            if start > config.steps:
+                _notice(f"{workdir} is already at step {start} (> steps="
+                        f"{config.steps}); nothing to do, config.json unchanged")
+            records = rundir.read_metrics(workdir)
+            return records[-1] if records else {}
+        workdir_lib.write_config(workdir, config)
+        return _run(config, workdir, data, fn, loss_fn, tx, post_step, progress,
+                    restored if restored is not None else state, start)
+
+
+def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, start):
     mesh = build_mesh(config)
-    state = initial_state(fn, tx, config.seed)
+    state = parallel.replicate(state, mesh)
+    writer = metrics_lib.MetricsWriter(workdir, start, notify=_notice)
     mngr = checkpoint.manager(workdir)
-    state = parallel.replicate(checkpoint.restore_latest(mngr, state) or state, mesh)
-    start = int(state.step)
-    writer = metrics_lib.MetricsWriter(workdir, start)
-    if start >= config.steps:
-        writer.close()
-        mngr.close()
-        records = metrics_lib.read_metrics(workdir)
-        return records[-1] if records else {}
-    train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step, mesh)
-    train_xy = parallel.replicate((data.train_x, data.train_y), mesh)
-    eval_data = parallel.replicate(
-        (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
-    reporter = metrics_lib.Progress(config.steps, start) if progress else None
-    record: dict[str, float] = {}
-    if start == 0:
-        record = metrics_lib.to_host(eval_step(state.params, state.model_state, eval_data))
-        writer.write(0, record)
-    window = []
     try:
+        train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step, mesh)
+        train_xy = parallel.replicate((data.train_x, data.train_y), mesh)
+        eval_data = parallel.replicate(
+            (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
+        reporter = metrics_lib.Progress(config.steps, start) if progress else None
+        divergence = _Divergence(config.max_nonfinite_steps)
+        record: dict[str, float] = {}
+        if start == 0:
+            record = metrics_lib.to_host(eval_step(state.params, state.model_state,
+                                                   eval_data))
+            writer.write(0, record)
+        window, window_start = [], start + 1
         for s in range(start + 1, config.steps + 1):
             state, step_metrics = train_step(state, train_xy)
             window.append(step_metrics)
             last = s == config.steps
+            diverged = False
             if s % config.log_every == 0 or last:
-                record = metrics_lib.window_mean(window)
-                window = []
+                host = metrics_lib.fetch_window(window)
+                diverged = divergence.update(window_start, host)
+                record = metrics_lib.window_mean(host, exclude=(step_lib.NONFINITE_CODE,))
+                window, window_start = [], s + 1
                 if s % config.eval_every == 0 or last:
                     record.update(metrics_lib.to_host(
                         eval_step(state.params, state.model_state, eval_data)))
                 writer.write(s, record)
                 if reporter:
-                    reporter.report(s, record)
-            if s % config.checkpoint_every == 0 or last:
-                checkpoint.save(mngr, state)
-                mngr.wait_until_finished()  # the next step may donate `state`
+                    reporter.report(s, record, divergence.rejected)
+            if s % config.checkpoint_every == 0 or last or diverged:
+                _save(mngr, state, s)
+            if diverged:
+                raise Diverged(divergence.message(s))
     finally:
         writer.close()
         mngr.close()

@@ -1,25 +1,36 @@
-"""Run directories: ``config.json`` guards against resuming the wrong run.
+"""Run directories: one process at a time, and only the run they belong to.
 
 A workdir holds ``config.json``, ``metrics.jsonl``, ``checkpoints/`` and
-plots. Re-running with an existing workdir resumes it only if its config is
-the same up to the run-length fields (``steps``, ``checkpoint_every``); a
-corrupt or foreign directory is refused, never overwritten.
+plots. :func:`lock` takes an exclusive OS lock (``flock``) on the workdir's
+``lock`` file for the whole run: a second process is refused with "workdir in
+use by pid N", and a lock left by a killed process never blocks (the OS drops
+it with the process). :func:`check` refuses a directory that holds another run
+(its config differs in more than the run-length fields ``steps`` and
+``checkpoint_every``), a corrupt ``config.json``, or run files without one;
+:func:`write_config` replaces ``config.json`` atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import ml_collections
 
 from optim_lab import rundir
+from optim_lab.training.checkpoint import CHECKPOINT_DIR
+from optim_lab.training.errors import WorkdirInUse
 
 CONFIG_FILE = rundir.CONFIG_FILE
+LOCK_FILE = "lock"
 load_config = rundir.load_config
 RESUMABLE_FIELDS = ("steps", "checkpoint_every")
-_RUN_FILES = ("metrics.jsonl", "checkpoints")
+_RUN_FILES = (rundir.METRICS_FILE, CHECKPOINT_DIR)
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -43,19 +54,40 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if k not in RESUMABLE_FIELDS and a.get(k) != b.get(k)]
 
 
-def prepare(workdir: str | pathlib.Path,
-            config: ml_collections.ConfigDict) -> pathlib.Path:
-    """Creates or validates ``workdir`` for ``config``; writes config.json.
+@contextlib.contextmanager
+def lock(workdir: str | pathlib.Path) -> Iterator[pathlib.Path]:
+    """Creates ``workdir`` and holds its exclusive lock for the ``with`` body.
+
+    Raises:
+        WorkdirInUse: another live process holds the lock.
+    """
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise WorkdirInUse(f"workdir {workdir} in use by pid {holder}; wait for "
+                               "it to finish or use another workdir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield workdir
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def check(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Refuses a workdir that holds another run, a corrupt one or a foreign one.
 
     Raises:
         ValueError: the directory holds another run, a corrupt config, or
             run files without a config.
     """
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    new = config_to_json(config)
     if (workdir / CONFIG_FILE).exists():
-        diffs = config_differences(load_config(workdir), new)
+        diffs = config_differences(load_config(workdir), config_to_json(config))
         if diffs:
             raise ValueError(
                 f"{workdir} holds a run with a different config; use a new "
@@ -65,5 +97,19 @@ def prepare(workdir: str | pathlib.Path,
         raise ValueError(f"{workdir} has run files but no {CONFIG_FILE}: it is "
                          "corrupt or not an optim_lab run directory; refusing "
                          "to overwrite it")
-    (workdir / CONFIG_FILE).write_text(json.dumps(new, indent=2, sort_keys=True))
+
+
+def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Writes ``config.json`` atomically (a crash leaves the old or the new one)."""
+    rundir.write_atomic(pathlib.Path(workdir) / CONFIG_FILE,
+                        json.dumps(config_to_json(config), indent=2, sort_keys=True))
+
+
+def prepare(workdir: str | pathlib.Path,
+            config: ml_collections.ConfigDict) -> pathlib.Path:
+    """:func:`check` then :func:`write_config` (creates the directory)."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    check(workdir, config)
+    write_config(workdir, config)
     return workdir

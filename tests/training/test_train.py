@@ -65,19 +65,16 @@ def test_exact_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-def test_resume_after_crash_truncates_metrics_past_checkpoint(tmp_path):
+def test_resume_after_crash_truncates_metrics_past_checkpoint(tmp_path, capsys):
     train.train_and_evaluate(tiny_config(steps=10), tmp_path)
     with (tmp_path / "metrics.jsonl").open("a") as f:  # a run killed after step 10
         f.write(json.dumps({"step": 15, "train/loss": 123.0}) + "\n")
         f.write('{"step": 17, "train/lo')  # torn last line
-    with pytest.raises(ValueError, match="corrupt line"):
-        train.train_and_evaluate(tiny_config(steps=20), tmp_path)
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    (tmp_path / "metrics.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     train.train_and_evaluate(tiny_config(steps=20), tmp_path)
-    steps = [r["step"] for r in metrics_lib.read_metrics(tmp_path)]
-    assert steps == [0, 5, 10, 15, 20]
-    assert metrics_lib.read_metrics(tmp_path)[3]["train/loss"] != 123.0
+    assert "dropped a torn last line" in capsys.readouterr().err
+    records = metrics_lib.read_metrics(tmp_path)
+    assert [r["step"] for r in records] == [0, 5, 10, 15, 20]
+    assert records[3]["train/loss"] != 123.0
 
 
 def jax_leaves(state):
@@ -119,7 +116,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     for f in ckpt.rglob("*"):
         if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
             f.write_bytes(b"\0garbage" * 4)
-    with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
+    with pytest.raises(checkpoint.CheckpointError, match="no valid checkpoint"):
         train.train_and_evaluate(tiny_config(steps=20), tmp_path)
 
 
