@@ -49,6 +49,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.enable_x64 = False
     c.data_parallel = True  # split batches over all local devices (no-op on one)
     c.max_nonfinite_steps = 20  # consecutive rejected (non-finite) steps before the run stops
+    c.steps_per_call = 1  # >1: that many steps per jitted call (lax.scan), same results
     c.hessian_iters = 0  # >0: log probe/hessian_top_eig (HVP power iteration) at each eval
     c.log_state_fields = ("tau",)  # scalar optimizer-state fields logged as opt/<name>
     c.data = ml_collections.ConfigDict(dict(

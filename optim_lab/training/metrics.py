@@ -24,8 +24,20 @@ read_metrics = rundir.read_metrics  # the reader lives with the format
 
 
 def fetch_window(window: Iterable[Mapping[str, jax.Array]]) -> list[dict[str, float]]:
-    """Fetches a window of per-step device metric dicts in one host transfer."""
-    return [{k: float(v) for k, v in m.items()} for m in jax.device_get(list(window))]
+    """Fetches a window of device metric dicts in one host transfer, one per step.
+
+    An entry is either one step's metrics (scalars) or several steps' stacked
+    along a leading axis (a scanned call); both come back as one dict per step.
+    """
+    out = []
+    for m in jax.device_get(list(window)):
+        rows = np.ndim(next(iter(m.values()))) if m else 0
+        if rows == 0:
+            out.append({k: float(v) for k, v in m.items()})
+        else:
+            n = len(next(iter(m.values())))
+            out.extend({k: float(v[i]) for k, v in m.items()} for i in range(n))
+    return out
 
 
 def window_mean(host: Iterable[Mapping[str, float]],

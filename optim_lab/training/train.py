@@ -22,7 +22,7 @@ import functools
 import math
 import pathlib
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -68,7 +68,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for problem in _nonfinite_floats(config.to_dict()):
         raise ValueError(problem)
     for field in ("steps", "log_every", "eval_every", "checkpoint_every",
-                  "max_nonfinite_steps"):
+                  "max_nonfinite_steps", "steps_per_call"):
         _validation.check_int(field, config[field], low=1)
     _validation.check_int("batch_size", config.batch_size, low=0)
     _validation.check_int("seed", config.seed, low=0)
@@ -148,6 +148,31 @@ def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None):
     # so donation only adds copies): benchmarks/train_step.py.
     donate = () if jax.default_backend() == "cpu" else (0,)
     return jax.jit(train, donate_argnums=donate), jax.jit(evaluate_sharded)
+
+
+def scan_steps(train_step: Callable) -> Callable:
+    """``many(state, train_xy, n) -> (state, metrics stacked over n steps)``.
+
+    Runs ``n`` (static) consecutive steps of ``train_step`` in one jitted
+    ``lax.scan``: one dispatch instead of ``n``. Each step is the same
+    computation as a single call, so the results are bit-identical.
+    """
+    fn = getattr(train_step, "__wrapped__", train_step)  # scan the traced body
+
+    def many(state, train_xy, n):
+        return jax.lax.scan(lambda st, _: fn(st, train_xy), state, None, length=n)
+
+    donate = () if jax.default_backend() == "cpu" else (0,)
+    return jax.jit(many, static_argnums=2, donate_argnums=donate)
+
+
+def _call_sizes(start: int, steps: int, per_call: int, log_every: int) -> Iterator[int]:
+    """Steps per jitted call: at most ``per_call``, never across a log boundary."""
+    s = start
+    while s < steps:
+        n = min(per_call, log_every - s % log_every, steps - s)
+        yield n
+        s += n
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -258,10 +283,16 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
             record = metrics_lib.to_host(eval_step(state.params, state.model_state,
                                                    eval_data))
             writer.write(0, record)
-        window, window_start = [], start + 1
-        for s in range(start + 1, config.steps + 1):
-            state, step_metrics = train_step(state, train_xy)
-            window.append(step_metrics)
+        many = scan_steps(train_step) if config.steps_per_call > 1 else None
+        window, window_start, s = [], start + 1, start
+        for n in _call_sizes(start, config.steps, config.steps_per_call, config.log_every):
+            if many is None:
+                state, step_metrics = train_step(state, train_xy)
+                window.append(step_metrics)
+            else:
+                state, stacked = many(state, train_xy, n)
+                window.append(stacked)
+            s += n
             last = s == config.steps
             diverged = False
             if s % config.log_every == 0 or last:
