@@ -42,3 +42,59 @@ def test_split_is_deterministic_and_seeded():
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         registry.build("modular", **kwargs)
+
+
+def _split_file(path, train, test, **config):
+    import json
+    meta = {"config": config} if config else {}
+    np.savez(path, train_idx=np.asarray(train), test_idx=np.asarray(test),
+             __meta__=np.array(json.dumps(meta)))
+    return path
+
+
+def test_split_from_file_keeps_rows_and_order(tmp_path):
+    """p = 5: 25 rows, row 5 a + b holds (a, b); 10 training rows in the
+    file's order (int(0.4 * 25) = 10)."""
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(25)
+    path = _split_file(tmp_path / "s.npz", perm[:10], perm[10:], modulus=5,
+                       binary_operation="add_mod")
+    ds = modular_arithmetic(modulus=5, train_fraction=0.4, split_from=path)
+    x = np.asarray(ds.train_x)
+    np.testing.assert_array_equal(x[:, :5].argmax(1), perm[:10] // 5)
+    np.testing.assert_array_equal(x[:, 5:].argmax(1), perm[:10] % 5)
+    np.testing.assert_array_equal(ds.train_y, (perm[:10] // 5 + perm[:10] % 5) % 5)
+    x_test = np.asarray(ds.test_x)
+    np.testing.assert_array_equal(x_test[:, :5].argmax(1) * 5 + x_test[:, 5:].argmax(1),
+                                  perm[10:])
+    tokens = modular_arithmetic(modulus=5, train_fraction=0.4, split_from=path,
+                                encoding="tokens")
+    np.testing.assert_array_equal(tokens.train_x, np.stack([perm[:10] // 5, perm[:10] % 5], 1))
+    # registry / config path: data.split_from=FILE
+    np.testing.assert_array_equal(
+        registry.build("modular", modulus=5, train_fraction=0.4, split_from=str(path)).train_y,
+        ds.train_y)
+
+
+@pytest.mark.parametrize("train,test,config,kwargs,match", [
+    (range(10), range(10, 24), {}, {}, "not a partition"),
+    (range(10), range(10, 26), {}, {}, "not a partition"),
+    (range(9), range(9, 25), {}, {}, r"9 training rows.*train_fraction=0.36"),
+    (range(10), range(10, 25), {"modulus": 7}, {}, "modulus 7"),
+    (range(10), range(10, 25), {"binary_operation": "product_mod"}, {}, "'product_mod'"),
+    (range(10), range(9, 25), {}, {}, "overlap"),
+])
+def test_split_from_file_rejects_mismatches(tmp_path, train, test, config, kwargs, match):
+    path = _split_file(tmp_path / "s.npz", list(train), list(test), **config)
+    with pytest.raises(ValueError, match=match):
+        modular_arithmetic(modulus=5, train_fraction=0.4, split_from=path, **kwargs)
+
+
+def test_split_from_reference_golden():
+    """The grokking reference's seed-42 split (tests/golden/grokking_start.npz)."""
+    import goldens
+    ds = modular_arithmetic(split_from=goldens.GOLDEN_DIR / "grokking_start.npz")
+    assert (ds.train_x.shape, ds.test_x.shape) == ((5107, 226), (7662, 226))
+    with pytest.raises(ValueError, match="train_fraction"):
+        modular_arithmetic(train_fraction=0.3,
+                           split_from=goldens.GOLDEN_DIR / "grokking_start.npz")

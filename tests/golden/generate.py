@@ -5,10 +5,14 @@ Usage (needs the ``parity`` extra: ``pip install -e '.[parity]'``)::
     python tests/golden/generate.py              # all generators
     python tests/golden/generate.py orthograd    # only some
     python tests/golden/generate.py --ref-dir ~/refs  # checkouts of non-PyPI references
+    python tests/golden/generate.py grokking_start --ref-dir ~/refs/grokking
 
 Each ``tests/golden/gen_<name>.py`` module defines
-``generate(ref_dir: pathlib.Path | None) -> list[pathlib.Path]``. Reference code
-that is not on PyPI is read from ``--ref-dir`` and never committed.
+``generate(ref_dir: pathlib.Path | None) -> list[pathlib.Path]`` and is found
+by its file name (``gen_grokking_start.py`` -> ``grokking_start``). Reference
+code that is not on PyPI is read from ``--ref-dir`` and never committed; each
+generator's docstring says which checkout it needs (``grokking_start``: the
+grokking reference @ 0cc9e8d, imported and run for 20 epochs).
 """
 
 from __future__ import annotations
