@@ -33,11 +33,13 @@ import optax
 from optim_lab import _validation
 from optim_lab import rundir
 from optim_lab.data import dataset as dataset_lib
+from optim_lab.data import reference_start
 from optim_lab.data import registry as data_registry
 from optim_lab.losses import registry as loss_registry
 from optim_lab.models import functional
 from optim_lab.models import registry as model_registry
 from optim_lab.optimizers import registry as optimizer_registry
+from optim_lab.optimizers.state_dtype import with_state_dtype
 from optim_lab.schedules import registry as schedule_registry
 from optim_lab.training import checkpoint
 from optim_lab.training import metrics as metrics_lib
@@ -95,8 +97,32 @@ def build_optimizer(config: ml_collections.ConfigDict
     if (sched_kwargs.get("optimizer") is None
             and schedule_registry.accepts(sched_name, "optimizer")):
         sched_kwargs["optimizer"] = name  # e.g. refined: check the previous run's
+    state_bits = hparams.pop("state_dtype", None)
     lr = schedule_registry.build(sched_name, base_lr, config.steps, **sched_kwargs)
-    return optimizer_registry.build(name, lr, **hparams)
+    tx = optimizer_registry.build(name, lr, **hparams)
+    return _with_state_dtype(tx, state_bits)
+
+
+def _with_state_dtype(tx, bits: int | None):
+    """``tx`` with its state in float``bits`` (None / 32: unchanged)."""
+    _validation.check_choice("optimizer.state_dtype", bits, (None, 32, 64))
+    if bits != 64:
+        return tx
+    if not jax.config.jax_enable_x64:
+        raise ValueError("optimizer.state_dtype=64 needs enable_x64=True "
+                         "(float64 arrays are disabled otherwise)")
+    return with_state_dtype(tx, jnp.float64)
+
+
+def _load_init(path: str, fn: functional.Functional) -> functional.Functional:
+    """``fn`` with its params replaced by those of a start file (``model.init_from``)."""
+    if not pathlib.Path(path).is_file():
+        raise ValueError(f"model.init_from: no such file {path!r}")
+    try:
+        params = reference_start.load_start(path, like=fn.params).params
+    except (ValueError, KeyError, OSError) as e:
+        raise ValueError(f"model.init_from ({path}): {e}") from e
+    return fn._replace(params=jax.tree.map(jnp.asarray, params))
 
 
 def setup(config) -> tuple[dataset_lib.Dataset, functional.Functional, Any,
@@ -106,8 +132,12 @@ def setup(config) -> tuple[dataset_lib.Dataset, functional.Functional, Any,
     data_name, data_kwargs = _named(config.data)
     data = data_registry.build(data_name, **data_kwargs)
     model_name, model_kwargs = _named(config.model)
+    init_from = model_kwargs.pop("init_from", None)
     model = model_registry.build(model_name, data.spec, config.seed, **model_kwargs)
-    return data, functional.functionalize(model), build_loss(config), build_optimizer(config)
+    fn = functional.functionalize(model)
+    if init_from is not None:
+        fn = _load_init(init_from, fn)
+    return data, fn, build_loss(config), build_optimizer(config)
 
 
 def initial_state(fn: functional.Functional, tx, seed: int) -> TrainState:
@@ -192,10 +222,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     Returns:
         The last logged record (train window averages and eval metrics).
     """
-    _validation.check_choice("enable_x64", config.enable_x64, (True, False))
-    x64 = jax.enable_x64(True) if config.enable_x64 else contextlib.nullcontext()
-    with x64:
+    with x64_context(config):
         return _train_and_evaluate(config, workdir, post_step, progress)
+
+
+def x64_context(config: ml_collections.ConfigDict):
+    """``jax.enable_x64(True)`` when ``config.enable_x64``, else a no-op context."""
+    _validation.check_choice("enable_x64", config.enable_x64, (True, False))
+    return jax.enable_x64(True) if config.enable_x64 else contextlib.nullcontext()
 
 
 def restore_state(config: ml_collections.ConfigDict,
@@ -204,8 +238,9 @@ def restore_state(config: ml_collections.ConfigDict,
 
     Read-only: a damaged checkpoint is reported and skipped, not moved.
     """
-    _, fn, _, tx = setup(config)
-    return checkpoint.restore(workdir, initial_state(fn, tx, config.seed))
+    with x64_context(config):
+        _, fn, _, tx = setup(config)
+        return checkpoint.restore(workdir, initial_state(fn, tx, config.seed))
 
 
 def _notice(line: str) -> None:

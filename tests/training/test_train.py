@@ -214,3 +214,36 @@ def test_call_sizes_respect_log_boundaries():
     assert list(train._call_sizes(13, 30, 3, 5)) == [2, 3, 2, 3, 2, 3, 2]
     assert list(train._call_sizes(0, 7, 10, 5)) == [5, 2]
     assert list(train._call_sizes(0, 4, 1, 5)) == [1, 1, 1, 1]
+
+
+def test_state_dtype_64_keeps_optimizer_state_in_float64(tmp_path):
+    import jax
+    cfg = tiny_config(steps=5, **{"optimizer.state_dtype": 64, "enable_x64": True})
+    train.train_and_evaluate(cfg, tmp_path, progress=False)
+    state = train.restore_state(cfg, tmp_path)
+    floats = [x for x in jax.tree.leaves(state.opt_state) if x.dtype.kind == "f"]
+    assert floats and all(x.dtype == np.float64 for x in floats)
+    assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.params))
+
+
+def test_state_dtype_64_without_x64_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="optimizer.state_dtype=64 needs enable_x64"):
+        train.train_and_evaluate(tiny_config(**{"optimizer.state_dtype": 64}), tmp_path)
+
+
+def test_init_from_reference_start(tmp_path):
+    import jax
+    from optim_lab.data import reference_start
+    start = ROOT / "tests" / "golden" / "grokking_start.npz"
+    cfg = tiny_config(steps=1, log_every=1, eval_every=1, checkpoint_every=1)
+    cfg.data.modulus, cfg.data.train_fraction = 113, 0.4
+    cfg.model.hidden = (200, 200)
+    cfg.model.init_from = str(start)
+    cfg.data.split_from = str(start)
+    _, fn, _, _ = train.setup(cfg)
+    want = reference_start.load_start(start).params
+    for a, b in zip(jax.tree.leaves(fn.params), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    cfg.model.init_from = str(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="model.init_from: no such file"):
+        train.setup(cfg)
