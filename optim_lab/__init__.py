@@ -22,6 +22,10 @@ from optim_lab.optimizers.perpgrad import orthograd as orthograd
 from optim_lab.optimizers.polyak import alr_hb as alr_hb
 from optim_lab.optimizers.polyak import alr_smag as alr_smag
 from optim_lab.optimizers.state_dtype import with_state_dtype as with_state_dtype
+from optim_lab.rescaling.lir import lir_reinit as lir_reinit
+from optim_lab.rescaling.tvr import make_tvr_post_step as make_tvr_post_step
+from optim_lab.rescaling.tvr import tvr as tvr
+from optim_lab.rescaling.tvr import tvr_with_stats as tvr_with_stats
 from optim_lab.schedules.decay import cosine_decay as cosine_decay
 from optim_lab.schedules.decay import from_table as from_table
 from optim_lab.schedules.decay import linear_decay as linear_decay
@@ -44,10 +48,12 @@ __all__ = [
     "fadam",
     "from_table",
     "grad_weight_cosine",
+    "lir_reinit",
     "linear_decay",
     "load_grad_norms",
     "log_grad_norm",
     "log_stablemax",
+    "make_tvr_post_step",
     "orthograd",
     "refine_schedule",
     "scale_by_adamp",
@@ -59,6 +65,8 @@ __all__ = [
     "stablemax",
     "stablemax_cross_entropy",
     "tree_norms",
+    "tvr",
+    "tvr_with_stats",
     "with_state_dtype",
     "write_grad_norm_csv",
     "wsd",
