@@ -10,11 +10,13 @@ from optim_lab.data.dataset import Dataset
 from optim_lab.data.digits import digits
 from optim_lab.data.modular import modular_arithmetic
 from optim_lab.data.parity import sparse_parity
+from optim_lab.data.text import byte_text
 
 _DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": digits,
     "modular": modular_arithmetic,
     "sparse_parity": sparse_parity,
+    "text": byte_text,
 }
 
 
