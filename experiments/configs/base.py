@@ -35,6 +35,19 @@ def schedule_config(name: str = "constant", **kwargs) -> ml_collections.ConfigDi
     return cfg
 
 
+def rescaling_config(**kwargs) -> ml_collections.ConfigDict:
+    """Weight rescaling (None = off): LIR init std and the TVR post-step."""
+    cfg = ml_collections.ConfigDict({
+        "lir_base_std": config_dict.placeholder(float),
+        "tvr_target": config_dict.placeholder(float),
+        "tvr_interval": config_dict.placeholder(int),
+        "tvr_threshold": config_dict.placeholder(float),
+        "tvr_scale_with_depth": config_dict.placeholder(bool),
+        "tvr_mode": config_dict.placeholder(str)})
+    cfg.update(kwargs)
+    return cfg
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     """Defaults shared by all experiments (a tiny modular-addition MLP run)."""
     c = ml_collections.ConfigDict()
@@ -56,6 +69,7 @@ def get_base_config() -> ml_collections.ConfigDict:
         name="modular", modulus=113, op="add", train_fraction=0.4, split_seed=0))
     c.model = ml_collections.ConfigDict(dict(
         name="mlp", hidden=(200, 200), use_bias=False, init="torch"))
+    c.rescaling = rescaling_config()
     c.optimizer = optimizer_config()
     c.schedule = schedule_config()
     return c

@@ -28,6 +28,8 @@ from optim_lab.dynamics import curvature
 from optim_lab.dynamics import norms
 from optim_lab.training.state import TrainState
 
+# ``(params, step) -> params``, or ``-> (params, metrics)`` to log flat scalar
+# metrics of its own (e.g. TVR's per-layer statistics).
 PostStep = Callable[[Any, jax.Array], Any]
 
 NONFINITE_CODE = "train/nonfinite_code"  # bit i set: NONFINITE_PARTS[i] not finite
@@ -69,22 +71,34 @@ def make_train_step(apply: Callable, loss_fn: Callable,
                     tx: optax.GradientTransformationExtraArgs,
                     post_step: Sequence[PostStep] = (),
                     log_state_fields: Sequence[str] = ()):
-    """Builds ``step(state, (x, y)) -> (state, metrics)`` (not yet jitted)."""
+    """Builds ``step(state, (x, y)) -> (state, metrics)`` (not yet jitted).
 
-    def objective(params, model_state, x, y):
-        logits, new_model_state = apply(params, model_state, x, True)
+    ``apply(params, model_state, x, train, rng=None)`` is the model's pure
+    forward (:mod:`optim_lab.models.functional`); the step passes
+    ``rng = fold_in(state.rng, state.step)`` so stochastic layers (dropout)
+    are a pure function of (seed, step) and resume exactly.
+    """
+
+    def objective(params, model_state, x, y, rng):
+        logits, new_model_state = apply(params, model_state, x, True, rng=rng)
         per_example = loss_fn(logits, y)
         return jnp.mean(per_example), new_model_state
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
         x, y = batch
+        rng = jax.random.fold_in(state.rng, state.step)  # dropout: f(seed, step)
         (loss, model_state), grads = jax.value_and_grad(
-            objective, has_aux=True)(state.params, state.model_state, x, y)
+            objective, has_aux=True)(state.params, state.model_state, x, y, rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                        value=loss)
         params = optax.apply_updates(state.params, updates)
+        post_metrics = {}
         for fn in post_step:
-            params = fn(params, state.step + 1)
+            out = fn(params, state.step + 1)
+            if isinstance(out, tuple):
+                out, extra = out
+                post_metrics.update(extra)
+            params = out
         grad_l1 = _numerics.tree_abs_sum(grads)
         update_max = _tree_max_abs(updates)
         # One finiteness test reusing the metrics' reductions: a NaN/inf
@@ -111,6 +125,7 @@ def make_train_step(apply: Callable, loss_fn: Callable,
             "updates/global/max_abs": update_max,
             **norms.effective_step(delta, state.params),
             **_state_scalars(opt_state, log_state_fields),
+            **post_metrics,
         }
         return new_state, metrics
 

@@ -31,6 +31,7 @@ import ml_collections
 import optax
 
 from optim_lab import _validation
+from optim_lab import rescaling
 from optim_lab import rundir
 from optim_lab.data import dataset as dataset_lib
 from optim_lab.data import reference_start
@@ -114,6 +115,55 @@ def _with_state_dtype(tx, bits: int | None):
     return with_state_dtype(tx, jnp.float64)
 
 
+_TVR_FIELDS = {"tvr_target": "target", "tvr_interval": "interval",
+               "tvr_threshold": "threshold", "tvr_scale_with_depth": "scale_with_depth",
+               "tvr_mode": "mode"}
+
+
+def _rescaling(config) -> dict[str, Any]:
+    """``config.rescaling`` as a dict without its ``None`` (off / default) fields."""
+    section = config.get("rescaling")
+    return {k: v for k, v in (section.to_dict() if section else {}).items()
+            if v is not None}
+
+
+def build_post_step(config) -> list[step_lib.PostStep]:
+    """The config's post-step transforms: TVR (``rescaling.tvr_*``) when on.
+
+    TVR logs its per-layer statistics (``tvr/<leaf>/{std,mean,ratio,fired}``).
+    """
+    r = _rescaling(config)
+    unknown = set(r) - set(_TVR_FIELDS) - {"lir_base_std"}
+    if unknown:
+        raise ValueError(f"rescaling.{sorted(unknown)[0]}: unknown field; known: "
+                         + ", ".join(["lir_base_std", *_TVR_FIELDS]))
+    tvr_kwargs = {_TVR_FIELDS[k]: v for k, v in r.items() if k in _TVR_FIELDS}
+    if not tvr_kwargs:
+        return []
+    if "target" not in tvr_kwargs:
+        raise ValueError("rescaling.tvr_target: must be set to turn TVR on (other "
+                         f"tvr_* fields given: {', '.join(sorted(tvr_kwargs))})")
+    try:
+        return [rescaling.make_tvr_post_step(with_stats=True, **tvr_kwargs)]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"rescaling (tvr): {e}") from e
+
+
+def _apply_lir(config, fn: functional.Functional) -> functional.Functional:
+    """``fn`` re-initialised by LIR when ``rescaling.lir_base_std`` is set."""
+    base_std = _rescaling(config).get("lir_base_std")
+    if base_std is None:
+        return fn
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _LIR_KEY)
+    try:
+        return fn._replace(params=rescaling.lir_reinit(fn.params, key, base_std=base_std))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"rescaling.lir_base_std: {e}") from e
+
+
+_LIR_KEY = 0x4C4952  # "LIR": the LIR stream, independent of the model's init
+
+
 def _load_init(path: str, fn: functional.Functional) -> functional.Functional:
     """``fn`` with its params replaced by those of a start file (``model.init_from``)."""
     if not pathlib.Path(path).is_file():
@@ -131,12 +181,18 @@ def setup(config) -> tuple[dataset_lib.Dataset, functional.Functional, Any,
     check_config(config)
     data_name, data_kwargs = _named(config.data)
     data = data_registry.build(data_name, **data_kwargs)
+    data.check_batch_size(config.batch_size)
     model_name, model_kwargs = _named(config.model)
     init_from = model_kwargs.pop("init_from", None)
     model = model_registry.build(model_name, data.spec, config.seed, **model_kwargs)
     fn = functional.functionalize(model)
     if init_from is not None:
+        if _rescaling(config).get("lir_base_std") is not None:
+            raise ValueError("rescaling.lir_base_std: cannot re-initialise a model "
+                             "loaded with model.init_from")
         fn = _load_init(init_from, fn)
+    fn = _apply_lir(config, fn)
+    build_post_step(config)  # validates the TVR fields before anything compiles
     return data, fn, build_loss(config), build_optimizer(config)
 
 
@@ -152,18 +208,21 @@ def build_mesh(config) -> jax.sharding.Mesh | None:
     return parallel.data_mesh() if config.data_parallel else None
 
 
-def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None):
-    """The jitted ``train(state, (x, y))`` (batch selected inside) and ``eval``.
+def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=None):
+    """The jitted ``train(state, source)`` (batch drawn inside) and ``eval``.
 
-    With a ``mesh``, batches are split over its ``"data"`` axis and the
-    (replicated) state stays replicated.
+    ``source`` is the training sampler's data (``data.train_sampler()``; for
+    in-memory datasets ``(train_x, train_y)``) and ``sampler_fn`` its batch
+    function (default: rows of ``(x, y)``, :func:`dataset.get_batch`). With a
+    ``mesh``, batches are split over its ``"data"`` axis and the (replicated)
+    state stays replicated.
     """
+    sampler_fn = sampler_fn or _rows
     step = step_lib.make_train_step(fn.apply, loss_fn, tx, post_step,
                                     tuple(config.log_state_fields))
 
-    def train(state, train_xy):
-        batch = dataset_lib.get_batch(*train_xy, config.seed, state.step,
-                                      config.batch_size)
+    def train(state, source):
+        batch = sampler_fn(source, config.seed, state.step, config.batch_size)
         return step(state, parallel.shard_batch(batch, mesh))
 
     collapse_dtype = loss_registry.dtype_from_bits(config.loss_dtype)
@@ -178,6 +237,10 @@ def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None):
     # so donation only adds copies): benchmarks/train_step.py.
     donate = () if jax.default_backend() == "cpu" else (0,)
     return jax.jit(train, donate_argnums=donate), jax.jit(evaluate_sharded)
+
+
+def _rows(source, seed, step, batch_size):
+    return dataset_lib.get_batch(*source, seed, step, batch_size)
 
 
 def scan_steps(train_step: Callable) -> Callable:
@@ -274,6 +337,24 @@ class _Divergence:
                 "learning rate or use a new workdir")
 
 
+def _with_bits_per_byte(config, record: dict[str, float]) -> dict[str, float]:
+    """Adds ``<split>/bits_per_byte`` (loss in nats / ln 2) for byte-level text."""
+    if config.data.name == "text":
+        for split in ("train", "test"):
+            if f"{split}/loss" in record:
+                record[f"{split}/bits_per_byte"] = record[f"{split}/loss"] / math.log(2)
+    return record
+
+
+def run_record(config, data: dataset_lib.Dataset) -> dict[str, Any]:
+    """What ``config.json`` holds: the config, plus the data's fingerprint
+    (e.g. a text corpus's size and sha256) so a changed corpus is refused."""
+    record = workdir_lib.config_to_json(config)
+    if data.fingerprint is not None:
+        record["data_fingerprint"] = workdir_lib.config_to_json(dict(data.fingerprint))
+    return record
+
+
 def _save(mngr, state, step: int) -> None:
     try:
         checkpoint.save(mngr, state)
@@ -286,7 +367,8 @@ def _save(mngr, state, step: int) -> None:
 def _train_and_evaluate(config, workdir, post_step, progress):
     data, fn, loss_fn, tx = setup(config)
     with workdir_lib.lock(workdir) as workdir:
-        workdir_lib.check(workdir, config)
+        record = run_record(config, data)
+        workdir_lib.check(workdir, record)
         state = initial_state(fn, tx, config.seed)
         restored = checkpoint.restore(workdir, state, move_damaged=True)
         start = int(restored.step) if restored is not None else 0
@@ -296,7 +378,8 @@ def _train_and_evaluate(config, workdir, post_step, progress):
                         f"{config.steps}); nothing to do, config.json unchanged")
             records = rundir.read_metrics(workdir)
             return records[-1] if records else {}
-        workdir_lib.write_config(workdir, config)
+        workdir_lib.write_config(workdir, record)
+        post_step = [*build_post_step(config), *post_step]
         return _run(config, workdir, data, fn, loss_fn, tx, post_step, progress,
                     restored if restored is not None else state, start)
 
@@ -307,16 +390,21 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
     writer = metrics_lib.MetricsWriter(workdir, start, notify=_notice)
     mngr = checkpoint.manager(workdir)
     try:
-        train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step, mesh)
-        train_xy = parallel.replicate((data.train_x, data.train_y), mesh)
+        sampler = data.train_sampler()
+        train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step, mesh,
+                                              sampler.fn)
+        train_xy = parallel.replicate(sampler.source, mesh)
         eval_data = parallel.replicate(
             (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
         reporter = metrics_lib.Progress(config.steps, start) if progress else None
         divergence = _Divergence(config.max_nonfinite_steps)
         record: dict[str, float] = {}
+        def evaluate():
+            return _with_bits_per_byte(config, metrics_lib.to_host(
+                eval_step(state.params, state.model_state, eval_data)))
+
         if start == 0:
-            record = metrics_lib.to_host(eval_step(state.params, state.model_state,
-                                                   eval_data))
+            record = evaluate()
             writer.write(0, record)
         many = scan_steps(train_step) if config.steps_per_call > 1 else None
         window, window_start, s = [], start + 1, start
@@ -336,8 +424,7 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
                 record = metrics_lib.window_mean(host, exclude=(step_lib.NONFINITE_CODE,))
                 window, window_start = [], s + 1
                 if s % config.eval_every == 0 or last:
-                    record.update(metrics_lib.to_host(
-                        eval_step(state.params, state.model_state, eval_data)))
+                    record.update(evaluate())
                 writer.write(s, record)
                 if reporter:
                     reporter.report(s, record, divergence.rejected)

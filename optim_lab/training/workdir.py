@@ -33,9 +33,11 @@ RESUMABLE_FIELDS = ("steps", "checkpoint_every")
 _RUN_FILES = (rundir.METRICS_FILE, CHECKPOINT_DIR)
 
 
-def config_to_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """JSON-normalised dict (tuples become lists) of ``config``."""
-    return json.loads(json.dumps(config.to_dict(), default=str))
+def config_to_json(config: ml_collections.ConfigDict | dict[str, Any]) -> dict[str, Any]:
+    """JSON-normalised dict (tuples become lists) of ``config`` (a ConfigDict
+    or an already plain dict, e.g. the config plus the data's fingerprint)."""
+    plain = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+    return json.loads(json.dumps(plain, default=str))
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -78,7 +80,8 @@ def lock(workdir: str | pathlib.Path) -> Iterator[pathlib.Path]:
         os.close(fd)  # releases the flock
 
 
-def check(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+def check(workdir: str | pathlib.Path,
+          config: ml_collections.ConfigDict | dict[str, Any]) -> None:
     """Refuses a workdir that holds another run, a corrupt one or a foreign one.
 
     Raises:
@@ -99,7 +102,8 @@ def check(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> Non
                          "to overwrite it")
 
 
-def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+def write_config(workdir: str | pathlib.Path,
+                 config: ml_collections.ConfigDict | dict[str, Any]) -> None:
     """Writes ``config.json`` atomically (a crash leaves the old or the new one)."""
     rundir.write_atomic(pathlib.Path(workdir) / CONFIG_FILE,
                         json.dumps(config_to_json(config), indent=2, sort_keys=True))

@@ -28,7 +28,7 @@ def test_writer_truncates_on_resume_and_encodes_nonfinite(tmp_path):
 
 def test_read_rejects_foreign_records(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"loss": 1}) + "\n")
-    with pytest.raises(ValueError, match="has no 'step'"):
+    with pytest.raises(ValueError, match="has no integer 'step'"):
         metrics_lib.read_metrics(tmp_path)
 
 

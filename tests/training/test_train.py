@@ -151,7 +151,7 @@ def test_nonfinite_step_leaves_state_untouched():
     from optim_lab.training.state import TrainState
     from optim_lab.training.step import make_train_step
 
-    def apply(params, model_state, x, train):
+    def apply(params, model_state, x, train, rng=None):
         return x @ params["w"], model_state
 
     def loss_fn(logits, y):  # NaN whenever any label is 1
