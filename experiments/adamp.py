@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app
 from absl import flags
 
+from experiments import _cli
 from experiments.configs import adamp_digits
 from optim_lab.optimizers import adamp as adamp_lib
 
@@ -42,8 +42,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "/tmp/optim_lab_adamp", "Root of the run directories.")
 flags.DEFINE_string("out", "results/adamp", "Where summary.md and the plots go.")
 flags.DEFINE_list("parts", ["toy", "digits"], "Which experiments to run.")
-flags.DEFINE_integer("seeds", 3, "Seeds per digits cell.")
-flags.DEFINE_integer("steps", 400, "Training steps per digits run.")
+flags.DEFINE_integer("seeds", 3, "Seeds per digits cell.", lower_bound=1)
+flags.DEFINE_integer("steps", 400, "Training steps per digits run.", lower_bound=1)
+_cli.check_choices("parts", ("toy", "digits"))
 
 # name -> (momentum, SGDP?, project_momentum_buffer)
 TOY_RUNS = {"GD": (0.0, False, True),
@@ -229,7 +230,7 @@ def _digits_plot(results, seeds, path):
 
 
 def main(argv):
-    del argv
+    del argv  # _cli.run rejects positional arguments
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     text = ["# AdamP / SGDP experiments", "",
@@ -245,4 +246,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app
 from absl import flags
 
+from experiments import _cli
 from experiments.configs import fadam_digits
 from experiments.configs import fadam_modular
 from optim_lab.data import registry as data_registry
@@ -38,8 +38,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "/tmp/optim_lab_fadam", "Root of the run directories.")
 flags.DEFINE_string("out", "results/fadam", "Where summary.md and the plot go.")
 flags.DEFINE_list("problems", ["digits", "modular"], "Problems to run.")
-flags.DEFINE_integer("seeds", 3, "Seeds per cell.")
-flags.DEFINE_integer("steps", 0, "Override the configs' step counts (0: keep; smoke tests).")
+flags.DEFINE_integer("seeds", 3, "Seeds per cell.", lower_bound=1)
+flags.DEFINE_integer("steps", 0, "Override the configs' step counts (0: keep; smoke tests).",
+                     lower_bound=0)
 flags.DEFINE_list("lrs", [], "Override the learning-rate grids (default: per problem).")
 
 OPTIMIZERS = ("adamw", "fadam")
@@ -59,6 +60,8 @@ PROBLEMS = {
     "modular": Problem("Addition mod 59, MLP 118-128-128-59 (no bias), full batch, "
                        "1 000 steps", fadam_modular.get_config, (1e-3, 3e-3, 1e-2)),
 }
+_cli.check_choices("problems", PROBLEMS)
+_cli.check_positive_floats("lrs")
 
 
 def config_for(problem: str, optimizer: str, lr: float, wd: float, seed: int,
@@ -315,7 +318,7 @@ def write_summary(results: dict, out: pathlib.Path) -> pathlib.Path:
 
 
 def main(argv: Sequence[str]) -> None:
-    del argv
+    del argv  # _cli.run rejects positional arguments
     root = pathlib.Path(FLAGS.workdir)
     lrs = [float(x) for x in FLAGS.lrs]
     results = {p: study(root, p, FLAGS.seeds, lrs, FLAGS.steps or None)
@@ -324,4 +327,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

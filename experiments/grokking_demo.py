@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import pathlib
 
-from absl import app
 from absl import flags
-from absl import logging
 
+from experiments import _cli
 from experiments.configs import grokking
 from experiments.configs import grokking_released
 from experiments.configs import grokking_stablemax
@@ -29,7 +28,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "runs/grokking_demo", "Directory for the run directories.")
 flags.DEFINE_string("results", "results/grokking", "Where summary.md and curves.png go.")
 flags.DEFINE_bool("with_float64", False, "Also run (a) with float64 cross-entropy.")
-flags.DEFINE_integer("seed", 42, "Seed of every run.")
+flags.DEFINE_integer("seed", 42, "Seed of every run.", lower_bound=0)
 
 
 def _float64_config():
@@ -145,13 +144,10 @@ def run_demo(root: str | pathlib.Path, results: str | pathlib.Path, *,
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    del argv  # _cli.run rejects positional arguments
     run_demo(FLAGS.root, FLAGS.results, seed=FLAGS.seed, with_float64=FLAGS.with_float64)
     print((pathlib.Path(FLAGS.results) / "summary.md").read_text())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -31,12 +31,12 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
-from absl import app
 from absl import flags
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments import _cli  # noqa: E402
 from experiments.configs import polyak_digits  # noqa: E402
 from optim_lab.data import registry as data_registry  # noqa: E402
 from optim_lab.models import functional  # noqa: E402
@@ -49,8 +49,11 @@ from optim_lab.training.state import TrainState  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "results/polyak", "Where summary.md and the plots go.")
 flags.DEFINE_list("studies", ["quadratic", "minibatch", "digits"], "Studies to run.")
-flags.DEFINE_integer("seeds", 3, "Seeds per minibatch cell (digits: min(seeds, 2)).")
-flags.DEFINE_float("scale", 1.0, "Multiplies every step count (smoke tests: small).")
+flags.DEFINE_integer("seeds", 3, "Seeds per minibatch cell (digits: min(seeds, 2)).",
+                     lower_bound=1)
+flags.DEFINE_float("scale", 1.0, "Multiplies every step count (smoke tests: small).",
+                   lower_bound=0.0)
+_cli.check_choices("studies", ("quadratic", "minibatch", "digits"))
 
 METHODS = ("sgdm", "polyak_sgd", "momo", "alr_smag", "alr_hb")
 LABELS = {"sgdm": "SGDM / HB (fixed lr)", "polyak_sgd": "optax.polyak_sgd",
@@ -459,7 +462,7 @@ def plot_digits(dg: dict, path: pathlib.Path) -> None:
 
 
 def main(argv):
-    del argv
+    del argv  # _cli.run rejects positional arguments
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     scale = FLAGS.scale
@@ -487,4 +490,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

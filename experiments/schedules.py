@@ -25,10 +25,9 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app
 from absl import flags
-from absl import logging
 
+from experiments import _cli
 from experiments.configs import schedules_mlp
 from experiments.configs import schedules_softmax
 from experiments.configs import schedules_softmax_l2
@@ -43,7 +42,7 @@ flags.DEFINE_string("workdir", "/tmp/optim_lab_schedules", "Root of the run dire
 flags.DEFINE_string("out", "results/schedules", "Where summary.md and plots go.")
 flags.DEFINE_list("problems", ["softmax_sgd", "softmax_sgd_l2", "mlp_adam"],
                   "Problems to run.")
-flags.DEFINE_integer("seeds", 3, "Seeds at the best learning rate.")
+flags.DEFINE_integer("seeds", 3, "Seeds at the best learning rate.", lower_bound=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +62,7 @@ PROBLEMS = {
     "mlp_adam": Problem("2-layer MLP (64 hidden) on digits, Adam (L1 norms, w = G^-1)",
                         schedules_mlp.get_config, (1e-3, 3e-3, 1e-2, 3e-2), "l1"),
 }
+_cli.check_choices("problems", PROBLEMS)
 BASELINES = {"constant": {}, "cosine": {}, "linear": {},
              "wsd": {"cooldown": "1-sqrt"}}
 SCHEDULES = (*BASELINES, "refined")
@@ -256,10 +256,7 @@ def write_summary(results: dict, out: pathlib.Path) -> pathlib.Path:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
+    del argv  # _cli.run rejects positional arguments
     root, out = pathlib.Path(FLAGS.workdir), pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -270,4 +267,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -1,14 +1,18 @@
 """Trains one run: ``python -m experiments.train --config=CONFIG --workdir=DIR``.
 
 Every config field can be overridden by flag, e.g.
-``--config.optimizer.name=orthograd_adamw --config.loss=stablemax``.
+``--config.optimizer.name=orthograd_adamw --config.loss=stablemax``; ``None``
+resets a field (``--config.optimizer.eps=None``: the optimizer's default).
+Switching the optimizer drops the config file's hyperparameters the new one
+does not take, with a ``note:`` line; a config or flag mistake is one
+``error:`` line and exit status 2 (``--debug`` for the traceback). See
+``experiments/_cli.py``.
 """
 
-from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from experiments import _cli
 from optim_lab.training import train
 
 FLAGS = flags.FLAGS
@@ -17,14 +21,13 @@ config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    del argv  # _cli.run rejects positional arguments
+    config = _cli.command_line_config("config")
+    with _cli.config_errors():
+        train.setup(config)  # every section validated before anything compiles
+    train.train_and_evaluate(config, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

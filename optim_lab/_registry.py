@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from optim_lab import _validation
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest candidate, or ``""``."""
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def accepted_kwargs(fn: Callable[..., Any]) -> tuple[str, ...]:
@@ -21,12 +28,16 @@ def check_kwargs(kind: str, name: str, fn: Callable[..., Any],
     for key in kwargs:
         if key not in accepted:
             raise ValueError(f"{kind}.{key}: {kind} {name!r} does not take "
-                             f"{key!r}; it takes {', '.join(accepted)}")
+                             f"{key!r}{did_you_mean(key, accepted)}; it takes "
+                             f"{', '.join(accepted)}")
 
 
 def lookup(kind: str, name: str, table: Mapping[str, Any]) -> Any:
     """``table[name]``, or a ``ValueError`` listing the known names."""
-    _validation.check_choice(f"{kind}.name", name, table)
+    try:
+        _validation.check_choice(f"{kind}.name", name, table)
+    except ValueError as e:
+        raise ValueError(f"{e}{did_you_mean(str(name), table)}") from None
     return table[name]
 
 

@@ -41,3 +41,29 @@ def test_optimizer_config_surface():
         assert optimizers.get("orthograd_" + name) is optimizers.get(name)
     with pytest.raises(ValueError, match="optimizer.orthograd_scope: only valid"):
         optimizers.build("adamw", 1e-3, orthograd_scope="leaf")
+
+
+def test_misspelt_names_get_a_suggestion():
+    with pytest.raises(ValueError, match=r"optimizer 'adamww' \(did you mean 'adamw'\?\)"):
+        optimizers.get("adamww")
+    with pytest.raises(ValueError, match=r"does not take 'eps2' \(did you mean 'eps'\?\)"):
+        optimizers.build("adamw", 1e-3, eps2=1e-8)
+    with pytest.raises(ValueError, match=r"got 'ff' \(did you mean 'f'\?\)"):
+        _registry.lookup("thing", "ff", {"f": _fn})
+
+
+def test_hyperparameters_of_is_what_build_accepts():
+    assert optimizers.hyperparameters_of("sgd") == ("momentum", "nesterov", "weight_decay")
+    assert "orthograd_scope" in optimizers.hyperparameters_of("orthograd_sgd")
+    assert "orthograd_scope" not in optimizers.hyperparameters_of("sgd")
+    for name in optimizers.names(with_orthograd=True):
+        taken = set(optimizers.hyperparameters_of(name))
+        for field in optimizers.hyperparameter_names():
+            if field not in taken:  # build stays strict: an untaken field is an error
+                value = optimizers.hyperparameter_types()[field]
+                with pytest.raises(ValueError, match=field):
+                    optimizers.build(name, 1e-3, **{field: _a_value(value)})
+
+
+def _a_value(kind):
+    return {bool: True, str: "x", float: 0.5, int: 1}.get(kind, 1)

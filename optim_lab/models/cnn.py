@@ -35,6 +35,10 @@ class CNN(nnx.Module):
         if len(image_shape) != 3:
             raise ValueError(f"model.image_shape must be (H, W, C), got {image_shape!r}; "
                              "use an image dataset (e.g. data.image=True for digits)")
+        if not len(channels):
+            raise ValueError("model.channels must hold at least one conv width, got ()")
+        for width in channels:
+            _validation.check_int("model.channels", width, low=1)
         _validation.check_int("model.pool_after", pool_after, low=-1)
         _validation.check_unit_interval("model.bn_momentum", bn_momentum)
         sizes = [image_shape[-1], *channels]

@@ -40,6 +40,9 @@ def _linear(din: int, dout: int, use_bias: bool, init: str, rngs: nnx.Rngs,
 class MLP(nnx.Module):
     """ReLU MLP ``in -> hidden... -> out``.
 
+    ``hidden`` holds positive integer widths (``()``: a linear model); anything
+    else is an error naming ``model.hidden``, raised before a layer is built.
+
     Examples:
         >>> import jax.numpy as jnp
         >>> from flax import nnx
@@ -52,6 +55,8 @@ class MLP(nnx.Module):
                  *, use_bias: bool = True, init: str = "torch",
                  dtype=jnp.float32, rngs: nnx.Rngs):
         _validation.check_choice("model.init", init, INITS)
+        for width in hidden:  # before any layer exists: (0,) would divide by zero
+            _validation.check_int("model.hidden", width, low=1)
         sizes = [in_features, *hidden, out_features]
         self.layers = nnx.List([
             _linear(a, b, use_bias, init, rngs, dtype)

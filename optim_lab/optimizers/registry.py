@@ -9,6 +9,12 @@ any registered optimizer in ⊥Grad: ``orthograd_adamw`` is
 hyperparameters ``orthograd_scope``, ``orthograd_renormalize`` and
 ``orthograd_zero_if_parallel``.
 
+``build`` is strict: a hyperparameter the optimizer does not take is an error,
+never silently ignored. Code that lets one config serve every optimizer (the
+experiment binaries: ``--config.optimizer.name=sgd`` on an AdamW config) asks
+:func:`hyperparameters_of` which fields the chosen optimizer takes and unsets
+the others itself, explicitly (``experiments/_cli.py``).
+
 A new optimizer joins the lab (config flags, the shared test bar and the update
 benchmark) by adding one :class:`Entry` to ``_ENTRIES``.
 """
@@ -84,9 +90,27 @@ def get(name: str) -> Entry:
     base = name[len(ORTHOGRAD_PREFIX):] if name.startswith(ORTHOGRAD_PREFIX) else name
     if base not in _ENTRIES:
         raise ValueError(
-            f"optimizer.name: unknown optimizer {name!r}; known: "
+            f"optimizer.name: unknown optimizer {name!r}"
+            f"{_registry.did_you_mean(str(name), names(with_orthograd=True))}; known: "
             f"{', '.join(names())} (each also as '{ORTHOGRAD_PREFIX}<name>')")
     return _ENTRIES[base]
+
+
+def hyperparameters_of(name: str) -> tuple[str, ...]:
+    """The hyperparameters optimizer ``name`` takes, besides ``learning_rate``.
+
+    ``orthograd_<name>`` takes ``<name>``'s and the ``orthograd_*`` options.
+
+    Examples:
+        >>> from optim_lab.optimizers import registry
+        >>> registry.hyperparameters_of("sgd")
+        ('momentum', 'nesterov', 'weight_decay')
+    """
+    taken = [k for k in _registry.accepted_kwargs(get(name).constructor)
+             if k != "learning_rate"]
+    if name.startswith(ORTHOGRAD_PREFIX):
+        taken += list(_ORTHOGRAD_ARGS)
+    return tuple(taken)
 
 
 def hyperparameter_types() -> dict[str, type]:
