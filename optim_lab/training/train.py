@@ -31,7 +31,8 @@ import ml_collections
 import optax
 
 from optim_lab import _validation
-from optim_lab import rescaling
+from optim_lab.rescaling import lir as lir_lib
+from optim_lab.rescaling import tvr as tvr_lib
 from optim_lab import rundir
 from optim_lab.data import dataset as dataset_lib
 from optim_lab.data import reference_start
@@ -144,7 +145,7 @@ def build_post_step(config) -> list[step_lib.PostStep]:
         raise ValueError("rescaling.tvr_target: must be set to turn TVR on (other "
                          f"tvr_* fields given: {', '.join(sorted(tvr_kwargs))})")
     try:
-        return [rescaling.make_tvr_post_step(with_stats=True, **tvr_kwargs)]
+        return [tvr_lib.make_tvr_post_step(with_stats=True, **tvr_kwargs)]
     except (TypeError, ValueError) as e:
         raise ValueError(f"rescaling (tvr): {e}") from e
 
@@ -156,7 +157,7 @@ def _apply_lir(config, fn: functional.Functional) -> functional.Functional:
         return fn
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _LIR_KEY)
     try:
-        return fn._replace(params=rescaling.lir_reinit(fn.params, key, base_std=base_std))
+        return fn._replace(params=lir_lib.lir_reinit(fn.params, key, base_std=base_std))
     except (TypeError, ValueError) as e:
         raise ValueError(f"rescaling.lir_base_std: {e}") from e
 

@@ -1,0 +1,34 @@
+"""The Fig. 6 grokking transformer (Prieto et al., ICLR 2025) on addition mod 113.
+
+Pairs (i, j) with i, j in [1, 112] as two tokens (12 544 samples, 5 017 train
+at 40 %), token embedding (vocab 113, d 128), no positional embedding, one
+post-LN encoder layer (4 heads, ReLU FF 2048, dropout 0.1 active in
+training; its randomness is a pure function of (seed, step)), a linear head
+on the last position. AdamW lr 1e-3, full batch, softmax CE in float32.
+Variants (spec table, Fig. 6a)::
+
+    --config.optimizer.name=orthograd_adamw          # ⊥AdamW
+    --config.optimizer.weight_decay=1.5              # AdamW, wd 1.5
+"""
+
+import ml_collections
+
+from experiments.configs import base
+
+
+def get_config():
+    c = base.get_base_config()
+    c.seed = 42
+    c.steps = 5000
+    c.log_every = 10
+    c.eval_every = 10
+    c.checkpoint_every = 500
+    c.data = ml_collections.ConfigDict(dict(
+        name="modular", modulus=113, op="add", train_fraction=0.4, split_seed=0,
+        exclude_zero=True, encoding="tokens"))
+    c.model = ml_collections.ConfigDict(dict(
+        name="grokking_transformer", d_model=128, num_heads=4, ff_dim=2048,
+        num_layers=1, dropout=0.1))
+    c.optimizer = base.optimizer_config(
+        "adamw", learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0)
+    return c
