@@ -4,7 +4,10 @@ Sections with a ``name`` (data, model, optimizer, schedule) are passed to the
 matching registry; ``None``-valued optimizer / schedule fields mean "the
 constructor's default"; they are typed placeholders, so flags can set them. Every registered hyperparameter exists as a field, so
 ``--config.optimizer.b2=0.99`` works for any optimizer that takes ``b2``, and
-a field the chosen optimizer does not take is an error.
+a field the chosen optimizer does not take is an error — unless
+``--config.optimizer.name`` is given on the command line: then the file's
+hyperparameters the new optimizer does not take are dropped with a note
+(``experiments/_cli.fit_optimizer``).
 """
 
 import ml_collections
@@ -21,6 +24,10 @@ def optimizer_config(name: str = "adamw", learning_rate: float = 1e-3,
         {k: config_dict.placeholder(t)
          for k, t in optimizer_registry.hyperparameter_types().items()})
     cfg.name, cfg.learning_rate = name, learning_rate
+    # 64: keep the optimizer state in float64 (optim_lab.with_state_dtype; needs
+    # enable_x64). XLA:CPU flushes float32 subnormals to zero, so tiny-eps Adam
+    # state (eps 1e-25) underflows where torch's does not.
+    cfg.state_dtype = config_dict.placeholder(int)
     cfg.update(hparams)
     return cfg
 
@@ -65,10 +72,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.steps_per_call = 1  # >1: that many steps per jitted call (lax.scan), same results
     c.hessian_iters = 0  # >0: log probe/hessian_top_eig (HVP power iteration) at each eval
     c.log_state_fields = ("tau",)  # scalar optimizer-state fields logged as opt/<name>
+    # split_from / init_from: a start file (e.g. tests/golden/grokking_start.npz,
+    # the grokking reference's seed-42 split and initial weights); None = off.
     c.data = ml_collections.ConfigDict(dict(
-        name="modular", modulus=113, op="add", train_fraction=0.4, split_seed=0))
+        name="modular", modulus=113, op="add", train_fraction=0.4, split_seed=0,
+        split_from=config_dict.placeholder(str)))
     c.model = ml_collections.ConfigDict(dict(
-        name="mlp", hidden=(200, 200), use_bias=False, init="torch"))
+        name="mlp", hidden=(200, 200), use_bias=False, init="torch",
+        init_from=config_dict.placeholder(str)))
     c.rescaling = rescaling_config()
     c.optimizer = optimizer_config()
     c.schedule = schedule_config()

@@ -178,7 +178,16 @@ def _load_init(path: str, fn: functional.Functional) -> functional.Functional:
 
 def setup(config) -> tuple[dataset_lib.Dataset, functional.Functional, Any,
                           optax.GradientTransformationExtraArgs]:
-    """Validates ``config`` and builds ``(data, model, loss_fn, tx)``; compiles nothing."""
+    """Validates ``config`` and builds ``(data, model, loss_fn, tx)``; compiles nothing.
+
+    Runs in the config's x64 context (``enable_x64``), so float64 options
+    (``loss_dtype=64``, ``optimizer.state_dtype=64``) validate as in training.
+    """
+    with x64_context(config):
+        return _setup(config)
+
+
+def _setup(config):
     check_config(config)
     data_name, data_kwargs = _named(config.data)
     data = data_registry.build(data_name, **data_kwargs)

@@ -100,3 +100,31 @@ def test_switching_to_sgd_drops_the_file_hyperparameters_and_trains(tmp_path):
     assert opt["b1"] is opt["b2"] is opt["eps"] is None  # dropped
     assert opt["weight_decay"] is None  # reset from the file's 0.0 by --...=None
     assert (tmp_path / "checkpoints" / "1").is_dir()
+
+
+_TINY = [GROKKING, "--config.data.modulus=11", "--config.model.hidden=(8,)",
+         "--config.log_every=5", "--config.eval_every=5", "--config.checkpoint_every=5"]
+
+
+def test_locked_workdir_is_one_line_with_status_1(tmp_path):
+    from optim_lab.training import workdir as workdir_lib
+    with workdir_lib.lock(tmp_path):
+        out = _run("experiments.train", *_TINY, f"--workdir={tmp_path}",
+                   "--config.steps=5")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines() == [
+        f"error: workdir {tmp_path} in use by pid {__import__('os').getpid()}; wait "
+        "for it to finish or use another workdir"]
+
+
+def test_diverging_run_stops_with_one_line_and_status_1(tmp_path):
+    out = _run("experiments.train", *_TINY, f"--workdir={tmp_path}", "--config.steps=100",
+               "--config.optimizer.name=sgd", "--config.optimizer.learning_rate=1e12",
+               "--config.max_nonfinite_steps=5")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    errors = [l for l in out.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 1 and "diverged: " in errors[0], out.stderr[-3000:]
+    assert "stopped at step 5" in errors[0] or "stopped at step 10" in errors[0]
+    assert (tmp_path / "checkpoints").is_dir()
+    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["train/nonfinite"] > 0
