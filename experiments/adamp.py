@@ -37,6 +37,7 @@ from absl import flags
 from experiments import _cli
 from experiments.configs import adamp_digits
 from optim_lab.optimizers import adamp as adamp_lib
+from optim_lab.training.minimise import minimise
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "/tmp/optim_lab_adamp", "Root of the run directories.")
@@ -75,15 +76,9 @@ def toy_run(momentum: float, project: bool, project_momentum_buffer: bool = True
     else:
         tx = optax.sgd(lr, momentum=momentum or None)
 
-    def step(carry, _):
-        w, state = carry
-        loss, g = jax.value_and_grad(toy_loss)(w, target)
-        u, state = tx.update(g, state, w)
-        w = optax.apply_updates(w, u)
-        return (w, state), (jnp.linalg.norm(w), toy_loss(w, target))
-
-    _, (norms, losses) = jax.lax.scan(step, (w, tx.init(w)), None, length=steps)
-    norms, losses = np.asarray(norms), np.asarray(losses)
+    out = minimise(tx, lambda w: toy_loss(w, target), w, steps,
+                   record=lambda w, _: (jnp.linalg.norm(w), toy_loss(w, target)))
+    norms, losses = (np.asarray(r) for r in out.records)
     return {"norm": norms, "loss": losses,
             "angle": np.arccos(np.clip(-losses, -1.0, 1.0))}
 

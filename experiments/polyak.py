@@ -44,6 +44,7 @@ from optim_lab.models import registry as model_registry  # noqa: E402
 from optim_lab.optimizers import polyak  # noqa: E402
 from optim_lab.training import metrics as metrics_lib  # noqa: E402
 from optim_lab.training import train  # noqa: E402
+from optim_lab.training.minimise import minimise  # noqa: E402
 from optim_lab.training.state import TrainState  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -112,13 +113,8 @@ def run_deterministic(tx, loss_fn, x0, steps: int) -> np.ndarray:
     """Loss before each step and after the last (``steps + 1`` values)."""
     @jax.jit
     def run(x0):
-        def body(carry, _):
-            x, s = carry
-            v, g = jax.value_and_grad(loss_fn)(x)
-            u, s = tx.update(g, s, x, value=v)
-            return (optax.apply_updates(x, u), s), v
-        (x, _), vs = jax.lax.scan(body, (x0, tx.init(x0)), None, length=steps)
-        return jnp.append(vs, loss_fn(x))
+        out = minimise(tx, loss_fn, x0, steps)
+        return jnp.append(out.values, loss_fn(out.params))
     return np.asarray(run(x0))
 
 
@@ -183,14 +179,7 @@ def final_loss(method: str, problem: Problem, steps: int, batch: int, lr, beta, 
     tx = make_tx(method, lr, beta)
     idx = jax.random.randint(jax.random.key(seed), (steps, batch), 0, problem.rows)
     x0 = jnp.zeros(problem.dim, jnp.float32)
-
-    def body(carry, rows):
-        x, s = carry
-        v, g = jax.value_and_grad(problem.batch_loss)(x, rows)
-        u, s = tx.update(g, s, x, value=v)
-        return (optax.apply_updates(x, u), s), None
-    (x, _), _ = jax.lax.scan(body, (x0, tx.init(x0)), idx)
-    return problem.full_loss(x)
+    return problem.full_loss(minimise(tx, problem.batch_loss, x0, batches=idx).params)
 
 
 def sweep(method: str, problem: Problem, steps: int, batch: int, seeds: int,
