@@ -35,6 +35,7 @@ from optim_lab.schedules.norm_log import log_grad_norm as log_grad_norm
 from optim_lab.schedules.norm_log import write_grad_norm_csv as write_grad_norm_csv
 from optim_lab.schedules.refined import LatePeakWarning as LatePeakWarning
 from optim_lab.schedules.refined import refine_schedule as refine_schedule
+from optim_lab.schedules.refined import refined_from_run as refined_from_run
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,7 @@ __all__ = [
     "make_tvr_post_step",
     "orthograd",
     "refine_schedule",
+    "refined_from_run",
     "scale_by_adamp",
     "scale_by_fadam",
     "scale_by_sgdp",

@@ -15,13 +15,7 @@ from optim_lab import _numerics
 
 def leaf_name(path) -> str:
     """``(DictKey('layers'), DictKey(0), ...)`` -> ``'layers/0/...'``."""
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-    return "/".join(parts)
+    return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def _per_leaf(fn, *trees):

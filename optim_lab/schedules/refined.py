@@ -216,7 +216,7 @@ def _late_peak_guard(eta: np.ndarray, fallback: bool) -> np.ndarray:
     return 1.0 - np.arange(n, dtype=np.float64) / (n - 1)
 
 
-def refined(base_lr: float, total_steps: int, refine_from: str | None = None,
+def refined_from_run(base_lr: float, total_steps: int, refine_from: str | None = None,
             norm: str = "l2", tau: float = 0.1, trim: int = 2,
             grid: int = 10_000, resample: bool = False,
             optimizer: str | None = None) -> optax.Schedule:

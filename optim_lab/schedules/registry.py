@@ -38,7 +38,7 @@ _SCHEDULES: dict[str, Callable[..., optax.ScalarOrSchedule]] = {
     "cosine": decay.cosine_decay,
     "wsd": decay.wsd,
     "table": _table,
-    "refined": refined.refined,
+    "refined": refined.refined_from_run,
 }
 
 
