@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test test-slow parity goldens bench results clean
+.PHONY: demo test test-slow lint parity goldens bench results clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: $(VENV)/.base
 ## The default test suite (no torch, no network)
 test: $(VENV)/.test
 	$(PY) -m pytest -q
+
+## Lint (ruff: pycodestyle, pyflakes, import order; config in pyproject.toml)
+lint: $(VENV)/.test
+	$(PY) -m ruff check optim_lab experiments tests benchmarks
 
 ## Long checks (the spec's few-minute CPU checks)
 test-slow: $(VENV)/.test
