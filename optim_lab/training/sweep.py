@@ -1,0 +1,768 @@
+"""Many runs in one program: sweeps vmapped over seeds and hyperparameters.
+
+A sweep is the cartesian product of *axes* (``seed=0,1,2``,
+``optimizer.learning_rate=1e-3,3e-3``) applied to a base config. Each
+*member* is an ordinary run directory ``<root>/<member name>/`` (its full
+``config.json``, ``metrics.jsonl``, verified checkpoints of its own state), so
+every reader of run directories works on it unchanged, and a member's results
+equal a single :func:`~optim_lab.training.train.train_and_evaluate` run of its
+config up to the order of floating-point reductions.
+
+**Groups.** Members whose configs differ only in ``seed`` and in float
+hyperparameters (the float fields of the ``optimizer``, ``schedule`` and
+``rescaling`` sections and top-level ``loss*`` floats) form one group and run
+as one ``jax.vmap``-ed, jitted program. Any other difference (optimizer name,
+model or data fields, ints, strings, a float set in one member and ``None`` in
+another) is structure: such members form separate groups, run in turn.
+
+**Traced hyperparameters.** Inside the vmapped step each member's config is
+rebuilt with the fields that vary within its group replaced by traced scalars
+(weakly typed, so they round like the Python floats of a single run), and the
+optimizer, schedule and loss are built from it by the same registry code as a
+single run (the lab's validation skips tracers; every member's concrete values
+were validated first). Fields that do not vary stay Python constants, so the
+member's program is the single run's computation. A float that a constructor
+needs as a Python number (a branch or an int on it) cannot be traced: the
+trace raises, and that field is made structural (the group splits by it).
+The seed reaches per-member initialisation (each member's model and optimizer
+state are built from its own config) and the batch order
+(``get_batch(..., seed, step, ...)`` with the member's traced seed).
+
+**Resume.** A member resumes like a single run: from its newest verified
+checkpoint, its log cut back to that step, its directory locked while it runs
+and refused if it holds another config; a finished member is skipped. The
+members of one vmapped program share the step counter, so they must start
+from a common step: the members of a group are partitioned by the step they
+restore (the same jitted program serves every partition, without
+recompiling). Members are saved together, so they normally agree; a sweep
+killed in the middle of a save leaves some members one checkpoint interval
+ahead, and those continue from their own checkpoint rather than being rolled
+back: nothing done is discarded or recomputed.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import pathlib
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging as absl_logging
+
+from optim_lab import _registry, _validation, rundir
+from optim_lab.training import checkpoint, train
+from optim_lab.training import metrics as metrics_lib
+from optim_lab.training import step as step_lib
+from optim_lab.training import workdir as workdir_lib
+from optim_lab.training.errors import Diverged
+from optim_lab.training.state import TrainState
+
+__all__ = ["Axis", "Member", "Group", "parse_axes", "expand", "group", "plan", "run"]
+
+SEED = "seed"
+TRACEABLE_SECTIONS = ("optimizer.", "schedule.", "rescaling.")
+_SAFE = re.compile(r"[^A-Za-z0-9._=,+()-]")
+_MAX_NAME = 200
+# One vmapped program keeps the step counter shared (unbatched).
+_STATE_AXES = TrainState(step=None, params=0, model_state=0, opt_state=0, rng=0)
+
+
+# --- axes --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One ``--sweep`` axis: a dotted config field and its values."""
+    field: str
+    values: tuple[Any, ...]
+
+
+def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> Iterator[str]:
+    for key in config.keys():
+        value = config[key]
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _fields(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _field_type(config: ml_collections.ConfigDict, field: str) -> type:
+    """The declared type of dotted ``field``; ``ValueError`` if it is unknown."""
+    *sections, key = field.split(".")
+    node = config
+    for part in sections:
+        node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+        raise ValueError(f"--sweep: unknown config field {field!r}"
+                         f"{_registry.did_you_mean(field, _fields(config))}")
+    if isinstance(node[key], ml_collections.ConfigDict):
+        raise ValueError(f"--sweep: {field!r} is a config section; sweep one of its "
+                         "fields (e.g. " + ", ".join(list(_fields(node[key], field + "."))[:3])
+                         + ")")
+    return node.get_type(key)
+
+
+def _split_values(text: str) -> list[str]:
+    """Splits on commas outside brackets: ``(16,),(32,16)`` -> two values."""
+    items, depth, current = [], 0, []
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    items.append("".join(current).strip())
+    return items
+
+
+_BOOLS = {"true": True, "t": True, "1": True, "yes": True,
+          "false": False, "f": False, "0": False, "no": False}
+
+
+def _parse_value(field: str, kind: type, text: str) -> Any:
+    """``text`` as a value of ``kind`` (``None`` resets any field)."""
+    if text in ("None", "none"):
+        return None
+    try:
+        if kind is bool:
+            return _BOOLS[text.lower()]
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+        value = ast.literal_eval(text)
+        if kind in (tuple, list):
+            if not isinstance(value, (tuple, list)):
+                raise ValueError(f"not a {kind.__name__}")
+            return kind(value)
+        return value
+    except (KeyError, ValueError, SyntaxError, TypeError):
+        raise ValueError(f"--sweep: {field}: cannot parse {text!r} as "
+                         f"{getattr(kind, '__name__', kind)}") from None
+
+
+def parse_axis(spec: str, config: ml_collections.ConfigDict) -> Axis:
+    """Parses ``"field=v1,v2,..."``; values take the field's type.
+
+    Raises:
+        ValueError: no ``=``, an unknown field (with a suggestion), an empty
+            list or value, an unparsable or repeated value.
+    """
+    field, sep, text = spec.partition("=")
+    field = field.strip()
+    if not sep or not field:
+        raise ValueError(f"--sweep={spec!r}: expected FIELD=VALUE1,VALUE2,... "
+                         "(e.g. --sweep=seed=0,1,2)")
+    kind = _field_type(config, field)
+    if not text.strip():
+        raise ValueError(f"--sweep: {field} has an empty list of values")
+    items = _split_values(text)
+    if "" in items:
+        raise ValueError(f"--sweep: {field}={text}: empty value at position "
+                         f"{items.index('') + 1}")
+    values = tuple(_parse_value(field, kind, item) for item in items)
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise ValueError(f"--sweep: {field}: value {items[i]!r} is given twice")
+    return Axis(field, values)
+
+
+def parse_axes(specs: Sequence[str], config: ml_collections.ConfigDict) -> list[Axis]:
+    """Parses every ``--sweep`` spec; an axis may appear only once."""
+    if not specs:
+        raise ValueError("--sweep: give at least one axis, e.g. --sweep=seed=0,1,2")
+    axes = [parse_axis(spec, config) for spec in specs]
+    seen: set[str] = set()
+    for axis in axes:
+        if axis.field in seen:
+            raise ValueError(f"--sweep: {axis.field} is given twice; put all its "
+                             "values in one --sweep")
+        seen.add(axis.field)
+    return axes
+
+
+# --- members -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Member:
+    """One run of a sweep: its directory name, axis values and full config."""
+    name: str
+    values: dict[str, Any]
+    config: ml_collections.ConfigDict
+
+
+def _format(value: Any) -> str:
+    return repr(value) if isinstance(value, (float, tuple, list)) else str(value)
+
+
+def member_name(values: Mapping[str, Any]) -> str:
+    """A readable, filesystem-safe directory name, ``seed=0,optimizer.learning_rate=0.001``.
+
+    Characters outside ``[A-Za-z0-9._=,+()-]`` become ``_``; a name longer
+    than 200 characters is cut and ends with a hash of the full name.
+    """
+    full = ",".join(f"{k}={_format(v)}" for k, v in values.items())
+    name = _SAFE.sub("_", full.replace(" ", ""))
+    if name.startswith("."):
+        name = "_" + name[1:]
+    if len(name) > _MAX_NAME:
+        name = name[:_MAX_NAME - 13] + "~" + hashlib.sha256(full.encode()).hexdigest()[:12]
+    return name
+
+
+def _set(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
+    *sections, key = field.split(".")
+    node = config
+    for part in sections:
+        node = node[part]
+    node[key] = value
+
+
+def expand(config: ml_collections.ConfigDict, axes: Sequence[Axis]) -> list[Member]:
+    """The cartesian product of ``axes`` over ``config`` (first axis slowest)."""
+    members, names = [], {}
+    for combo in itertools.product(*(a.values for a in axes)):
+        values = dict(zip((a.field for a in axes), combo))
+        member_config = config.copy_and_resolve_references()
+        for field, value in values.items():
+            _set(member_config, field, value)
+        name = member_name(values)
+        if name in names:
+            raise ValueError(f"--sweep: members {names[name]} and {values} get the "
+                             f"same directory name {name!r}")
+        names[name] = values
+        members.append(Member(name, values, member_config))
+    return members
+
+
+# --- groups ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Group:
+    """Members that run as one vmapped program.
+
+    ``traced``: the fields whose values differ between the members (passed to
+    the program as traced per-member scalars); every other field is equal.
+    """
+    members: list[Member]
+    traced: tuple[str, ...]
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optimizer.learning_rate": 0.001, ...}`` of a JSON-normalised config."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def traceable(field: str, value: Any) -> bool:
+    """Whether ``field`` may differ inside one vmapped program (see module doc)."""
+    if field == SEED:
+        return isinstance(value, int) and not isinstance(value, bool)
+    top_level_loss = "." not in field and field.startswith("loss")
+    return isinstance(value, float) and (field.startswith(TRACEABLE_SECTIONS)
+                                         or top_level_loss)
+
+
+def _group_key(flat: Mapping[str, Any], structural: frozenset[str]) -> tuple:
+    return tuple((k, "<traced>" if k not in structural and traceable(k, v) else
+                  json.dumps(v, sort_keys=True)) for k, v in sorted(flat.items()))
+
+
+def group(members: Sequence[Member],
+          structural: frozenset[str] = frozenset()) -> list[Group]:
+    """Groups members by structure (everything but seed and float hyperparameters).
+
+    Args:
+        members: The sweep's members.
+        structural: Fields to treat as structure even if traceable (fields a
+            trace showed to be needed as Python numbers).
+
+    Returns:
+        The groups in order of first appearance, members in sweep order.
+    """
+    flats = [_flat(workdir_lib.config_to_json(m.config)) for m in members]
+    buckets: dict[tuple, list[int]] = {}
+    for i, flat in enumerate(flats):
+        buckets.setdefault(_group_key(flat, structural), []).append(i)
+    groups = []
+    for idx in buckets.values():
+        varying = tuple(sorted(k for k in flats[idx[0]]
+                               if len({json.dumps(flats[i][k]) for i in idx}) > 1))
+        groups.append(Group([members[i] for i in idx], varying))
+    return groups
+
+
+# --- the vmapped program ---------------------------------------------------------------
+
+
+def _with_values(template: dict[str, Any], values: Mapping[str, Any]
+                 ) -> ml_collections.ConfigDict:
+    """A config from ``template`` (a ``to_dict()``) with dotted fields replaced.
+
+    A new ``ConfigDict`` (not an assignment into a typed one), so that a field
+    may hold a tracer.
+    """
+    d = copy.deepcopy(template)
+    for field, value in values.items():
+        *sections, key = field.split(".")
+        node = d
+        for part in sections:
+            node = node[part]
+        node[key] = value
+    return ml_collections.ConfigDict(d)
+
+
+def _get(config: ml_collections.ConfigDict, field: str) -> Any:
+    node = config
+    for part in field.split("."):
+        node = node[part]
+    return node
+
+
+def _unwrap(jitted: Callable) -> Callable:
+    return getattr(jitted, "__wrapped__", jitted)  # the traced body of a jax.jit
+
+
+class Program:
+    """The jitted, vmapped train and eval steps of one group.
+
+    ``step(carry, source) -> (carry, metrics)`` with ``carry = (hp, state)``:
+    ``hp`` maps each traced field to a ``[members]`` array and ``state`` is
+    the members' stacked :class:`TrainState` with one shared step counter;
+    each metric is a ``[members]`` array. ``many(carry, source, n)`` runs
+    ``n`` steps in one ``lax.scan`` (metrics ``[n, members]``);
+    ``evaluate(hp, params, model_state, data)`` the members' evaluations.
+
+    Each member's step is the single run's: its config is rebuilt with the
+    traced fields, and optimizer, loss and post-step transforms come from the
+    same builders as in :func:`~optim_lab.training.train.train_and_evaluate`.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, fn, sampler_fn,
+                 fields: Sequence[str]):
+        self.fields = tuple(fields)
+        template = config.to_dict()
+
+        def compiled(hp):
+            cfg = _with_values(template, hp)
+            return train.compile_steps(
+                cfg, fn, train.build_loss(cfg), train.build_optimizer(cfg),
+                post_step=train.build_post_step(cfg), sampler_fn=sampler_fn)
+
+        def one_step(hp, state, source):
+            return _unwrap(compiled(hp)[0])(state, source)
+
+        def one_eval(hp, params, model_state, data):
+            return _unwrap(compiled(hp)[1])(params, model_state, data)
+
+        vstep = jax.vmap(one_step, in_axes=(0, _STATE_AXES, None),
+                         out_axes=(_STATE_AXES, 0))
+
+        def step(carry, source):
+            hp, state = carry
+            state, metrics = vstep(hp, state, source)
+            return (hp, state), metrics
+
+        self._one_step = one_step
+        self.step = jax.jit(step)
+        self.many = train.scan_steps(self.step)
+        self.evaluate = jax.jit(jax.vmap(one_eval, in_axes=(0, 0, 0, None)))
+
+    def probe(self, hp: Mapping[str, Any], state: TrainState, source) -> None:
+        """Traces one member's step with ``hp`` traced (compiles nothing).
+
+        Raises:
+            jax.errors.JAXTypeError: a field of ``hp`` is needed as a Python
+                number (a branch, a shape or an int computed from it).
+        """
+        jax.eval_shape(self._one_step, dict(hp), state, source)
+
+
+def _hp_arrays(configs: Sequence[ml_collections.ConfigDict], fields: Sequence[str]
+               ) -> dict[str, jax.Array]:
+    """Per traced field, the members' values as one weakly typed array.
+
+    ``jnp.asarray`` of a Python number is weakly typed, and stays so when
+    stacked and vmapped: a traced value then combines with arrays as a single
+    run's Python number does (taking the array's dtype).
+    """
+    return {f: jnp.stack([jnp.asarray(_get(c, f)) for c in configs]) for f in fields}
+
+
+@dataclasses.dataclass
+class _Built:
+    """One member's ``train.setup`` results."""
+    data: Any
+    fn: Any
+    tx: Any
+
+
+def _build(config: ml_collections.ConfigDict) -> _Built:
+    data, fn, _, tx = train.setup(config)
+    return _Built(data, fn, tx)
+
+
+def _program(config: ml_collections.ConfigDict, built: _Built,
+             fields: Sequence[str]) -> Program:
+    return Program(config, built.fn, built.data.train_sampler().fn, fields)
+
+
+def _needs_concrete(error: BaseException | None) -> bool:
+    """Whether ``error`` (or one it was raised from) is a tracer used as a number.
+
+    Walks ``__cause__`` / ``__context__``: a constructor that re-raises errors
+    with its own message may hide JAX's error behind another type.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, jax.errors.JAXTypeError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _untraceable(groups: Sequence[Group]) -> frozenset[str]:
+    """Traced float fields that a trace shows to be needed as Python numbers."""
+    bad: set[str] = set()
+    for g in groups:
+        floats = [f for f in g.traced if f != SEED]
+        if not floats:
+            continue
+        config = g.members[0].config
+        with train.x64_context(config):
+            built = _build(config)
+            program = _program(config, built, floats)
+            state = train.initial_state(built.fn, built.tx, config.seed)
+            source = built.data.train_sampler().source
+
+            def fails(fields):
+                try:
+                    program.probe(_hp_arrays([config], fields), state, source)
+                except Exception as e:  # noqa: BLE001 - re-raised unless a tracer's
+                    if _needs_concrete(e):
+                        return True
+                    raise
+                return False
+
+            if fails(floats):
+                bad.update([f for f in floats if fails([f])] or floats)
+    return frozenset(bad)
+
+
+def plan(members: Sequence[Member], root: str | pathlib.Path) -> list[Group]:
+    """Validates every member and its directory, then groups them; compiles nothing.
+
+    A traced field that a trace shows to be needed as a Python number is made
+    structural, and the groups are formed again.
+
+    Raises:
+        ValueError: a member's config is invalid (the message names the member
+            and the field) or its directory holds another run.
+    """
+    root = pathlib.Path(root)
+    for m in members:
+        try:
+            with train.x64_context(m.config):
+                built = _build(m.config)
+            workdir_lib.check(root / m.name, train.run_record(m.config, built.data))
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"sweep member {m.name}: {e}") from e
+    structural: frozenset[str] = frozenset()
+    while True:
+        groups = group(members, structural)
+        more = _untraceable(groups) - structural
+        if not more:
+            return groups
+        structural |= more
+
+
+# --- running -----------------------------------------------------------------------
+
+
+def _notice(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _orbax_quiet() -> Iterator[None]:
+    """Silences orbax's warnings about a read-only checkpoint directory."""
+    level = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(level)
+
+
+def _restored_step(member: Member, root: pathlib.Path) -> int:
+    """The step a member would resume from (read-only, silent: planning only)."""
+    with train.x64_context(member.config), _orbax_quiet():
+        built = _build(member.config)
+        state = checkpoint.restore(
+            root / member.name,
+            train.initial_state(built.fn, built.tx, member.config.seed), report=_quiet)
+    return int(state.step) if state is not None else 0
+
+
+def _finished(member: Member, d: pathlib.Path, step: int) -> dict[str, Any]:
+    """A member with nothing to do: its last logged record."""
+    if step > member.config.steps:
+        _notice(f"{d} is already at step {step} (> steps={member.config.steps}); "
+                "nothing to do, config.json unchanged")
+    records = rundir.read_metrics(d)
+    return records[-1] if records else {}
+
+
+def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
+    """``items`` in ``ceil(n / size)`` chunks of nearly equal length (0: one chunk)."""
+    if not items:
+        return []
+    n = -(-len(items) // size) if size else 1
+    per = -(-len(items) // n)
+    return [list(items[i:i + per]) for i in range(0, len(items), per)]
+
+
+@dataclasses.dataclass
+class _Slot:
+    """A running member: its directory, files, divergence counter and record."""
+    member: Member
+    dir: pathlib.Path
+    writer: metrics_lib.MetricsWriter
+    mngr: Any
+    divergence: Any
+    record: dict[str, float] = dataclasses.field(default_factory=dict)
+    stopped: str | None = None  # the divergence message, once stopped
+
+
+def _stack(states: Sequence[TrainState]) -> TrainState:
+    """The members' states stacked on the host (no per-shape compiles)."""
+    host = jax.device_get([s._replace(step=None) for s in states])
+    stacked = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *host)
+    return stacked._replace(step=states[0].step)
+
+
+def _member_states(state: TrainState, which: Sequence[int]) -> dict[int, TrainState]:
+    """Members' slices of the stacked state (what their checkpoints hold),
+    fetched in one transfer."""
+    host = jax.device_get(state._replace(step=None))
+    return {i: jax.tree.map(lambda x: jnp.asarray(x[i]), host)._replace(step=state.step)
+            for i in which}
+
+
+def _rows(host: Sequence[Mapping[str, np.ndarray]], i: int) -> list[dict[str, float]]:
+    """Member ``i``'s per-step metrics from a fetched window of vmapped metrics."""
+    return metrics_lib.fetch_window([{k: v[..., i] for k, v in m.items()} for m in host])
+
+
+class _Partition:
+    """Members of one group at one common step, trained in one program.
+
+    The members are padded to ``width`` (copies of the last one, whose results
+    are dropped), so every chunk of a group runs the same compiled program.
+    """
+
+    def __init__(self, program: Program, members: Sequence[Member],
+                 states: Sequence[TrainState], data, start: int, width: int):
+        self.program, self.members, self.start = program, list(members), start
+        self.config = members[0].config
+        pad = [members[-1].config] * (width - len(members))
+        self.hp = _hp_arrays([m.config for m in members] + pad, program.fields)
+        self.state = _stack(list(states) + [states[-1]] * len(pad))
+        self.source = data.train_sampler().source
+        self.eval_data = (data.train_x, data.train_y, data.test_x, data.test_y)
+
+    def evaluate(self) -> dict[str, np.ndarray]:
+        return jax.device_get(self.program.evaluate(
+            self.hp, self.state.params, self.state.model_state, self.eval_data))
+
+    def calls(self) -> Iterator[tuple[int, Any]]:
+        """Runs the steps; yields ``(step reached, device metrics)`` per call."""
+        c, carry, s = self.config, (self.hp, self.state), self.start
+        for n in train._call_sizes(self.start, c.steps, c.steps_per_call, c.log_every):
+            if c.steps_per_call > 1:
+                carry, metrics = self.program.many(carry, self.source, n)
+            else:
+                carry, metrics = self.program.step(carry, self.source)
+            self.state, s = carry[1], s + n
+            yield s, metrics
+
+
+def _eval_record(config, host: Mapping[str, np.ndarray], i: int) -> dict[str, float]:
+    return train._with_bits_per_byte(config, {k: float(v[i]) for k, v in host.items()})
+
+
+def _train(part: _Partition, slots: Sequence[_Slot], label: str,
+           progress: bool) -> None:
+    """The training loop of :func:`~optim_lab.training.train.train_and_evaluate`,
+    for every member of a partition: log, eval, checkpoint, divergence stop."""
+    c = part.config
+    reporter = metrics_lib.Progress(c.steps, part.start) if progress else None
+    if part.start == 0:
+        host = part.evaluate()
+        for i, slot in enumerate(slots):
+            slot.record = _eval_record(c, host, i)
+            slot.writer.write(0, slot.record)
+    window, window_start = [], part.start + 1
+    for s, metrics in part.calls():
+        window.append(metrics)
+        last = s == c.steps
+        diverged = []
+        if s % c.log_every == 0 or last:
+            host = jax.device_get(window)
+            evals = part.evaluate() if s % c.eval_every == 0 or last else None
+            for i, slot in enumerate(slots):
+                if slot.stopped:
+                    continue
+                rows = _rows(host, i)
+                if slot.divergence.update(window_start, rows):
+                    diverged.append(slot)
+                slot.record = metrics_lib.window_mean(
+                    rows, exclude=(step_lib.NONFINITE_CODE,))
+                if evals is not None:
+                    slot.record.update(_eval_record(c, evals, i))
+                slot.writer.write(s, slot.record)
+            window, window_start = [], s + 1
+            if reporter:
+                _report(reporter, label, s, slots)
+        save = s % c.checkpoint_every == 0 or last
+        saving = [i for i, sl in enumerate(slots)
+                  if not sl.stopped and (save or sl in diverged)]
+        for i, member_state in _member_states(part.state, saving).items():
+            train._save(slots[i].mngr, member_state, s)
+        for slot in diverged:
+            slot.stopped = slot.divergence.message(s)
+            _notice(f"sweep member {slot.member.name}: {slot.stopped}")
+        if all(slot.stopped for slot in slots):
+            return
+
+
+def _report(reporter: metrics_lib.Progress, label: str, step: int,
+            slots: Sequence[_Slot]) -> None:
+    live = [sl.record for sl in slots if not sl.stopped] or [{}]
+    mean = {k: float(np.mean([r[k] for r in live])) for k in live[0]}
+    rejected = sum(sl.divergence.rejected for sl in slots)
+    print(f"{label}, mean of {len(live)}: {reporter.line(step, mean, rejected)}",
+          flush=True)
+
+
+def _run_chunk(program: Program, members: Sequence[Member], root: pathlib.Path,
+               width: int, label: str, progress: bool) -> dict[str, Any]:
+    """Locks, checks and restores ``members``, then trains them by start step."""
+    out: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        by_start: dict[int, list[tuple[Member, TrainState]]] = {}
+        data = None
+        for m in members:
+            d = stack.enter_context(workdir_lib.lock(root / m.name))
+            built = _build(m.config)
+            record = train.run_record(m.config, built.data)
+            workdir_lib.check(d, record)
+            initial = train.initial_state(built.fn, built.tx, m.config.seed)
+            restored = checkpoint.restore(d, initial, move_damaged=True)
+            start = int(restored.step) if restored is not None else 0
+            if start >= m.config.steps:
+                out[m.name] = _finished(m, d, start)
+                continue
+            workdir_lib.write_config(d, record)
+            by_start.setdefault(start, []).append(
+                (m, restored if restored is not None else initial))
+            data = built.data
+        for start, pairs in sorted(by_start.items()):
+            part = _Partition(program, [m for m, _ in pairs], [s for _, s in pairs],
+                              data, start, width)
+            slots: list[_Slot] = []
+            try:
+                for m in part.members:
+                    d = root / m.name
+                    slots.append(_Slot(m, d, metrics_lib.MetricsWriter(d, start, _notice),
+                                       checkpoint.manager(d),
+                                       train._Divergence(m.config.max_nonfinite_steps)))
+                _train(part, slots, label, progress)
+            finally:
+                for slot in slots:
+                    slot.writer.close()
+                    slot.mngr.close()
+            out.update({sl.member.name: sl.stopped or sl.record for sl in slots})
+    return out
+
+
+def run(members: Sequence[Member], root: str | pathlib.Path, *, chunk: int = 0,
+        progress: bool = True, groups: Sequence[Group] | None = None
+        ) -> dict[str, dict[str, float]]:
+    """Trains every member of a sweep into ``root/<member name>/``.
+
+    Every member config and directory is validated and the groups formed
+    before anything compiles. Groups run in turn; within a group, at most
+    ``chunk`` members run at once, in one vmapped program.
+
+    Args:
+        members: From :func:`expand` (possibly adjusted by the caller).
+        root: The sweep directory.
+        chunk: Members per program (bounds memory); 0: a whole group at once.
+        progress: Print one line per log step and program.
+        groups: The result of :func:`plan` for ``members`` if already computed.
+
+    Returns:
+        Per member name, its last logged record.
+
+    Raises:
+        ValueError: an invalid member config or a directory of another run.
+        Diverged: after every group ran, if members diverged (each one stopped
+            with its checkpoint; the others ran to the end).
+    """
+    _validation.check_int("sweep_chunk", chunk, low=0)
+    root = pathlib.Path(root)
+    groups = plan(members, root) if groups is None else groups
+    results: dict[str, Any] = {}
+    for gi, g in enumerate(groups, 1):
+        pending = []
+        for m in g.members:
+            step = _restored_step(m, root)
+            if step >= m.config.steps:
+                results[m.name] = _finished(m, root / m.name, step)
+            else:
+                pending.append((step, m))
+        pending.sort(key=lambda p: p[0])  # members at one step share chunks
+        parts = chunks([m for _, m in pending], chunk)
+        if not parts:
+            continue
+        config = g.members[0].config
+        with train.x64_context(config):
+            program = _program(config, _build(config), g.traced)
+            for ci, part in enumerate(parts, 1):
+                label = f"group {gi}/{len(groups)}" + (
+                    f" chunk {ci}/{len(parts)}" if len(parts) > 1 else "")
+                results.update(_run_chunk(program, part, root,
+                                          max(map(len, parts)), label, progress))
+    stopped = {k: v for k, v in results.items() if isinstance(v, str)}
+    if stopped:
+        name, why = next(iter(stopped.items()))
+        raise Diverged(f"{len(stopped)} of {len(members)} sweep members diverged "
+                       f"(each stopped at its last good state, checkpointed; the "
+                       f"others ran to the end): {', '.join(stopped)}; {name}: {why}")
+    return {k: results[k] for k in (m.name for m in members) if k in results}
