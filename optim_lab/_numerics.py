@@ -21,7 +21,19 @@ def stat_dtype(x: jax.Array) -> jnp.dtype:
 def tree_stat_dtype(tree) -> jnp.dtype:
     """float64 if any leaf is float64, else float32 (the statistics dtype)."""
     leaves = jax.tree.leaves(tree)
-    return jnp.float64 if any(x.dtype == jnp.float64 for x in leaves) else jnp.float32
+    return (jnp.float64 if any(jnp.result_type(x) == jnp.float64 for x in leaves)
+            else jnp.float32)
+
+
+def tree_asarray(tree):
+    """Every leaf as a JAX array (``None`` stays ``None``).
+
+    Python scalars are valid pytree leaves, and optax's own transforms treat a
+    Python float parameter like ``jnp.asarray(x)`` (a 0-d float32 array, or
+    float64 under x64); transforms that read ``.dtype`` / ``.shape`` call this
+    on ``params`` and ``updates`` first to do the same.
+    """
+    return None if tree is None else jax.tree.map(jnp.asarray, tree)
 
 
 def upcast(x: jax.Array) -> jax.Array:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from optim_lab.losses import _labels
+
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, *,
                           dtype: jnp.dtype | None = None) -> jax.Array:
@@ -21,12 +23,20 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, *,
 
     Args:
         logits: ``[..., num_classes]``.
-        labels: ``[...]`` integer class indices.
+        labels: ``[...]`` integer class indices, shape ``logits.shape[:-1]``
+            (not one-hot). Values are not checked (they may be traced): a
+            label in ``[-num_classes, -1]`` counts from the end as in NumPy;
+            any other out-of-range label gives a NaN loss (and zero gradient)
+            for that example.
         dtype: Precision of the log-softmax (float16, float32, or float64
             under x64); default: the logits' dtype promoted to float32.
 
     Returns:
         ``[...]`` per-example losses in ``dtype``.
+
+    Raises:
+        ValueError: naming ``labels`` when its shape is not
+            ``logits.shape[:-1]`` or its dtype is not an integer type.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -34,7 +44,7 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, *,
         >>> round(float(softmax_cross_entropy(jnp.zeros((1, 2)), jnp.array([0]))[0]), 6)
         0.693147
     """
+    labels = _labels.check_labels(logits, labels)
     dtype = jnp.promote_types(logits.dtype, jnp.float32) if dtype is None else dtype
     logp = jax.nn.log_softmax(logits.astype(dtype), axis=-1)
-    return -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32),
-                                axis=-1)[..., 0]
+    return -_labels.pick(logp, labels)

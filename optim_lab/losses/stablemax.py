@@ -23,6 +23,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from optim_lab.losses import _labels
+
 
 def _g(x: jax.Array) -> jax.Array:
     """``sign(x) * log1p(|x|)`` with masked branches (finite grads, slope 1 at 0)."""
@@ -62,13 +64,21 @@ def stablemax_cross_entropy(logits: jax.Array, labels: jax.Array, *,
 
     Args:
         logits: ``[..., num_classes]`` unnormalised scores.
-        labels: ``[...]`` integer class indices.
+        labels: ``[...]`` integer class indices, shape ``logits.shape[:-1]``
+            (not one-hot). Values are not checked (they may be traced): a
+            label in ``[-num_classes, -1]`` counts from the end as in NumPy;
+            any other out-of-range label gives a NaN loss (and zero gradient)
+            for that example.
         dtype: Computation dtype; default float32 (at least). Pass
             ``jnp.float64`` with ``jax_enable_x64`` for the reference's
             float64 path.
 
     Returns:
         ``[...]`` losses, in ``dtype``.
+
+    Raises:
+        ValueError: naming ``labels`` when its shape is not
+            ``logits.shape[:-1]`` or its dtype is not an integer type.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -81,7 +91,7 @@ def stablemax_cross_entropy(logits: jax.Array, labels: jax.Array, *,
         Prieto et al., `Grokking at the Edge of Numerical Stability
         <https://arxiv.org/abs/2501.04697>`_, ICLR 2025.
     """
+    labels = _labels.check_labels(logits, labels)
     dtype = jnp.promote_types(logits.dtype, jnp.float32) if dtype is None else dtype
     logp = log_stablemax(logits.astype(dtype), axis=-1)
-    return -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32),
-                                axis=-1)[..., 0]
+    return -_labels.pick(logp, labels)

@@ -299,6 +299,8 @@ def scale_by_adamp(
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError(NO_PARAMS_MSG.format("scale_by_adamp"))
+        updates = _numerics.tree_asarray(updates)  # Python scalars as in optax
+        params = _numerics.tree_asarray(params)
         count = optax.safe_increment(state.count)
         t = count.astype(_numerics.tree_stat_dtype(updates))
         bc1, bc2 = _numerics.one_minus_pow(b1, t), _numerics.one_minus_pow(b2, t)
@@ -452,6 +454,8 @@ def scale_by_sgdp(
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError(NO_PARAMS_MSG.format("scale_by_sgdp"))
+        updates = _numerics.tree_asarray(updates)  # Python scalars as in optax
+        params = _numerics.tree_asarray(params)
 
         def buffer(g, b):
             g32 = _numerics.upcast(g)

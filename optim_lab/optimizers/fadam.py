@@ -254,6 +254,7 @@ def scale_by_fadam(
         return jnp.dtype(dtype) if dtype is not None else _numerics.stat_dtype(x)
 
     def init_fn(params):
+        params = _numerics.tree_asarray(params)  # Python scalars as in optax
         zeros = lambda dt: jax.tree.map(  # noqa: E731
             lambda x: jnp.zeros(x.shape, state_dtype(dt, x)), params)
         return ScaleByFAdamState(count=jnp.zeros([], jnp.int32),
@@ -264,6 +265,8 @@ def scale_by_fadam(
             raise ValueError("scale_by_fadam needs the current parameters (the "
                              "natural weight decay is theta / D): call "
                              "update(updates, state, params).")
+        updates = _numerics.tree_asarray(updates)  # Python scalars as in optax
+        params = _numerics.tree_asarray(params)
         count = optax.safe_increment(state.count)
         b2h, one_minus_b2h = debiased_b2(b2, count)
         lerp_w = 1.0 - b1

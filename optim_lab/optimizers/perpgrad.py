@@ -123,6 +123,8 @@ def orthograd(
         if params is None:
             raise ValueError("orthograd needs `params` in update(); pass the "
                              "current parameters as the third argument.")
+        updates = _numerics.tree_asarray(updates)  # Python scalars as in optax
+        params = _numerics.tree_asarray(params)
         if scope == "leaf":
             updates = jax.tree.map(
                 lambda g, w: _orthogonalize_leaf(g, w, eps, renormalize,

@@ -70,9 +70,22 @@ def _cap(learning_rate: optax.ScalarOrSchedule, count: jax.Array) -> jax.Array:
 
 
 def _check_value(name: str, value) -> None:
+    """The loss must be passed, as one scalar (shapes are static under jit)."""
     if value is None:
         raise TypeError(f"{name} needs the minibatch loss whose gradient is "
                         f"passed: call update(grads, state, params, value=loss)")
+    if jnp.ndim(value) != 0:
+        raise ValueError(f"{name}: value must be a scalar (the minibatch loss, "
+                         f"e.g. the mean of the per-example losses), got shape "
+                         f"{jnp.shape(value)}")
+
+
+def _may_be_nonzero(x) -> bool:
+    """False only for a known zero; a traced value (``inject_hyperparams``
+    inside ``jit``) cannot be branched on, so it counts as non-zero."""
+    if _validation._is_traced(x):
+        return True
+    return bool(x != 0)
 
 
 def _polyak_step(gap, sq_norm, c, cap, value, dtype):
@@ -138,8 +151,11 @@ def alr_smag(
 
     Returns:
         An ``optax.GradientTransformationExtraArgs`` whose ``update`` takes the
-        minibatch loss as keyword-only ``value=`` (``TypeError`` without it)
-        and ``params`` (required when ``weight_decay > 0``).
+        minibatch loss as keyword-only ``value=``, a scalar (``TypeError``
+        without it, ``ValueError`` for a non-scalar such as per-example
+        losses), and ``params`` (required when ``weight_decay > 0``, and when
+        ``weight_decay`` is traced by ``optax.inject_hyperparams`` under
+        ``jit``). Every float hyperparameter may be injected.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -173,17 +189,23 @@ def alr_smag(
     clip_gap = variant != "sps"
 
     def init_fn(params):
+        params = _numerics.tree_asarray(params)
         dtype = _numerics.tree_stat_dtype(params)
         return AlrSmagState(count=jnp.zeros((), jnp.int32),
                             momentum=jax.tree.map(jnp.zeros_like, params),
                             tau=jnp.zeros((), dtype), t1=jnp.zeros((), dtype))
 
-    def update_fn(updates, state, params=None, *, value, **extra_args):
+    decay = _may_be_nonzero(weight_decay)
+
+    def update_fn(updates, state, params=None, *, value=None, **extra_args):
         del extra_args
         _check_value("alr_smag", value)
-        if weight_decay and params is None:
-            raise ValueError("alr_smag with weight_decay > 0 needs `params` in "
+        if decay and params is None:
+            raise ValueError("alr_smag with weight_decay > 0 (or injected by "
+                             "optax.inject_hyperparams) needs `params` in "
                              "update(); pass the current parameters.")
+        updates = _numerics.tree_asarray(updates)
+        params = _numerics.tree_asarray(params)
         dtype = state.tau.dtype
         momentum = jax.tree.map(lambda d, g: (beta * d + g).astype(d.dtype),
                                 state.momentum, updates)
@@ -196,11 +218,11 @@ def alr_smag(
 
         def direction(d, p):
             u = _numerics.upcast(d).astype(dtype)
-            if weight_decay:
+            if decay:
                 u = u + weight_decay * _numerics.upcast(p).astype(dtype)
             return u
 
-        ps = params if weight_decay else momentum
+        ps = params if decay else momentum
         new_updates = jax.tree.map(
             lambda d, p, g: (-tau * direction(d, p)).astype(g.dtype),
             momentum, ps, updates)
@@ -243,8 +265,10 @@ def alr_hb(
 
     Returns:
         An ``optax.GradientTransformationExtraArgs`` whose ``update`` takes
-        the minibatch loss as keyword-only ``value=`` (``TypeError`` without
-        it); ``params`` is not needed (:math:`\Delta` lives in the state).
+        the minibatch loss as keyword-only ``value=``, a scalar (``TypeError``
+        without it, ``ValueError`` for a non-scalar); ``params`` is not
+        needed (:math:`\Delta` lives in the state). Every float
+        hyperparameter may be injected with ``optax.inject_hyperparams``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -272,13 +296,15 @@ def alr_hb(
     _check_common(learning_rate, beta, c, lower_bound)
 
     def init_fn(params):
+        params = _numerics.tree_asarray(params)
         return AlrHbState(count=jnp.zeros((), jnp.int32),
                           delta=jax.tree.map(jnp.zeros_like, params),
                           tau=jnp.zeros((), _numerics.tree_stat_dtype(params)))
 
-    def update_fn(updates, state, params=None, *, value, **extra_args):
+    def update_fn(updates, state, params=None, *, value=None, **extra_args):
         del params, extra_args
         _check_value("alr_hb", value)
+        updates = _numerics.tree_asarray(updates)
         dtype = state.tau.dtype
         value = jnp.asarray(value).astype(dtype)
         inner = _numerics.tree_vdot(updates, state.delta).astype(dtype)
