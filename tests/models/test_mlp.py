@@ -7,6 +7,7 @@ from flax import nnx
 
 from optim_lab.models.functional import functionalize
 from optim_lab.models.mlp import MLP
+from tolerances import F32, assert_close, ulp
 
 
 def test_torch_default_init_and_no_bias():
@@ -15,7 +16,9 @@ def test_torch_default_init_and_no_bias():
     kernels = [fn.params["layers"][i]["kernel"] for i in range(3)]
     assert all("bias" not in fn.params["layers"][i] for i in range(3))
     for k, fan_in in zip(kernels, (226, 200, 200)):
-        assert float(jnp.max(jnp.abs(k))) <= 1 / np.sqrt(fan_in)
+        # U(-b, b) with b rounded to float32
+        assert float(jnp.max(jnp.abs(k))) <= (1 + ulp(F32)) / np.sqrt(fan_in)
+        # a sample statistic (not a rounding tolerance): 5 % of the std
         np.testing.assert_allclose(float(jnp.std(k)), 1 / np.sqrt(3 * fan_in), rtol=0.05)
     norm = float(jnp.sqrt(sum(jnp.sum(k ** 2) for k in kernels)))
     assert 12.5 < norm < 13.7  # the reference's ≈ 13.1
@@ -26,6 +29,7 @@ def test_functional_apply_matches_module():
     x = jax.random.normal(jax.random.key(0), (5, 4))
     fn = functionalize(m)
     out, state = jax.jit(fn.apply, static_argnums=3)(fn.params, fn.model_state, x, True)
-    np.testing.assert_allclose(out, m(x), rtol=1e-6)
+    # jit vs eager: other fusion / FMA contraction, so 8 eps normwise
+    assert_close(out, m(x), ulps=8)
     biases = [fn.params["layers"][i]["bias"] for i in range(2)]
     assert all(float(jnp.max(jnp.abs(b))) > 0 for b in biases)  # torch-style bias init

@@ -9,6 +9,7 @@ import pytest
 import gen_orthograd
 import goldens
 from optim_lab import orthograd
+from tolerances import F32, assert_close, ulp
 
 
 def to_flax(name, x):
@@ -46,22 +47,23 @@ BASES = [
 
 
 def _compare(traj, arrays, prefix, first_tol, tol, base):
+    """``first_tol`` / ``tol``: ``assert_close`` keywords for step 1 / later steps."""
     for i, step in enumerate(arrays["recorded_steps"]):
         for k in gen_orthograd.SHAPES:
             want = to_flax(k, arrays[f"{prefix}/{k}"][i])
-            np.testing.assert_allclose(traj[step - 1][k], want,
-                                       **(first_tol if step == 1 else tol),
-                                       err_msg=f"{base} {prefix} {k} step {step}")
+            assert_close(traj[step - 1][k], want, **(first_tol if step == 1 else tol),
+                         err_msg=f"{base} {prefix} {k} step {step}")
 
 
 @pytest.mark.parametrize("base,make_tx", BASES)
 def test_matches_pytorch_optimizer_goldens_float64(base, make_tx):
-    """Exact algorithm parity: float64 on both sides agrees to ~1e-14."""
+    """Exact algorithm parity: float64 on both sides agrees to ~1e-14; checked
+    at 4500 float64 eps (1e-12) of |θ| + 1."""
     arrays, meta = goldens.load(f"orthograd_{base}")
     assert meta["versions"]["pytorch-optimizer"] == "4.1.0"
     with jax.enable_x64(True):
         traj = jax_trajectory(make_tx(), dtype=np.float64)
-    tight = dict(rtol=1e-12, atol=1e-12)
+    tight = dict(ulps=4500, scale=1.0)
     _compare(traj, arrays, "traj64", tight, tight, base)
 
 
@@ -71,13 +73,15 @@ def test_matches_pytorch_optimizer_goldens_float32(base, make_tx):
 
     Over 200 float32 steps the reduction order alone moves a few elements by
     up to 2.9e-6 beyond ``rtol=1e-5`` (torch float32 itself departs from torch
-    float64 by 1.1e-5 on the SGD stream), so the long-run bound is
-    ``rtol=1e-5, atol=5e-6``; exactness is pinned by the float64 test.
+    float64 by 1.1e-5 on the SGD stream), so the long-run bound is 84 float32
+    eps of |θ| + 0.5 (``rtol=1e-5, atol=5e-6``); step 1 is held to 8 eps of
+    |θ| + 0.1 (``rtol=1e-6, atol=1e-7``); exactness is pinned by the float64
+    test.
     """
     arrays, _ = goldens.load(f"orthograd_{base}")
     traj = jax_trajectory(make_tx())
-    _compare(traj, arrays, "traj", dict(rtol=1e-6, atol=1e-7),
-             dict(rtol=1e-5, atol=5e-6), base)
+    _compare(traj, arrays, "traj", dict(ulps=8, scale=0.1, dtype=F32),
+             dict(ulps=84, scale=0.5, dtype=F32), base)
 
 
 def test_parallel_case_matches_golden_and_grokking_code_form():
@@ -87,7 +91,7 @@ def test_parallel_case_matches_golden_and_grokking_code_form():
     np.testing.assert_array_equal(got, arrays["grad"])
     np.testing.assert_array_equal(got, [0, 0, 0, 0])
     got = orthograd(zero_if_parallel=False).update(g, optax.EmptyState(), w)[0]
-    np.testing.assert_allclose(got, [0, 1, 0, 0], rtol=1e-6)
+    assert_close(got, [0, 1, 0, 0], ulps=8)
 
 
 def _tree(seed):
@@ -102,10 +106,10 @@ def test_leaf_orthogonality_and_norm(renormalize):
     gp, _ = orthograd(renormalize=renormalize).update(g, optax.EmptyState(), w)
     for k in w:
         rel = jnp.vdot(w[k], gp[k]) / (jnp.linalg.norm(w[k]) * jnp.linalg.norm(gp[k]))
-        assert abs(float(rel)) < 1e-6
+        # cosine of float32 vectors orthogonal up to rounding of <= 35 terms
+        assert abs(float(rel)) < ulp(F32, 8), (k, float(rel) / ulp(F32))
         if renormalize:
-            np.testing.assert_allclose(jnp.linalg.norm(gp[k]), jnp.linalg.norm(g[k]),
-                                       rtol=1e-6)
+            assert_close(jnp.linalg.norm(gp[k]), jnp.linalg.norm(g[k]), ulps=8)
 
 
 def _concat(tree):
@@ -122,8 +126,11 @@ def test_global_scope_matches_numpy_paper_form(renormalize):
     want = gv - (wv @ gv) / (wv @ wv + 1e-30) * wv  # paper Eq. 12, float64
     if renormalize:
         want *= np.linalg.norm(gv) / np.linalg.norm(want)
-    np.testing.assert_allclose(_concat(gp), want, rtol=2e-5, atol=1e-6)
-    assert abs(_concat(gp) @ wv) / (np.linalg.norm(wv) * np.linalg.norm(_concat(gp))) < 1e-6
+    # global cancellation over 50 terms: 168 float32 eps of |g⊥| + 0.05
+    # (rtol=2e-5, atol=1e-6)
+    assert_close(_concat(gp), want, ulps=168, scale=0.05, dtype=F32)
+    cos = abs(_concat(gp) @ wv) / (np.linalg.norm(wv) * np.linalg.norm(_concat(gp)))
+    assert cos < ulp(F32, 8), cos / ulp(F32)
 
 
 def test_leaf_renormalize_false_matches_numpy_per_tensor():
@@ -132,7 +139,7 @@ def test_leaf_renormalize_false_matches_numpy_per_tensor():
     for k in w:
         wv, gv = np.asarray(w[k], np.float64).ravel(), np.asarray(g[k], np.float64).ravel()
         want = gv - (wv @ gv) / (wv @ wv + 1e-30) * wv
-        np.testing.assert_allclose(np.asarray(gp[k]).ravel(), want, rtol=1e-5, atol=1e-6)
+        assert_close(np.asarray(gp[k]).ravel(), want, ulps=84, scale=0.1, dtype=F32)
 
 
 @pytest.mark.parametrize("scope", ["leaf", "global"])
@@ -141,7 +148,7 @@ def test_zero_params_are_a_no_op(scope):
     g = {"z": jnp.arange(4.0), "y": jnp.ones((2, 2))}
     gp, _ = orthograd(scope).update(g, optax.EmptyState(), w)
     for k in g:
-        np.testing.assert_allclose(gp[k], g[k], rtol=1e-6)
+        assert_close(gp[k], g[k], ulps=4)
 
 
 def test_bf16_gradients_keep_dtype():
@@ -192,5 +199,4 @@ def test_live_parity_against_pytorch_optimizer():
             mine = jax_trajectory(make_tx(), dtype=np.float64)
         for k in gen_orthograd.SHAPES:
             for t in range(gen_orthograd.STEPS):
-                np.testing.assert_allclose(mine[t][k], to_flax(k, traj[k][t]),
-                                           rtol=1e-12, atol=1e-12)
+                assert_close(mine[t][k], to_flax(k, traj[k][t]), ulps=4500, scale=1.0)

@@ -19,6 +19,7 @@ import gen_polyak
 import goldens
 from optim_lab import alr_hb, alr_smag
 from optim_lab.optimizers import polyak
+from tolerances import F32, F64, assert_close
 
 SPLIT = gen_polyak.SPLIT
 CONVERGENT = ("lr1_b09_c1", "lr05_b09_c1_wd", "lr10_b05_c05", "lr10_b09_c05")
@@ -115,54 +116,72 @@ def smag_from(config, **kw):
 
 @pytest.mark.parametrize("name", CONVERGENT)
 def test_alr_smag_matches_step_back_golden(golden, name):
-    """200 float32 steps vs AlrSmag (74b8843): params at rtol=1e-5, atol=1e-6.
+    """200 float32 steps vs AlrSmag (74b8843): params within the trajectory
+    budget (``f32_trajectory``: 84 eps ≈ 1e-5 of |x| + 0.1, plus 1 eps per step).
 
     τ and t1 are ratios of two float32 quantities that lose relative precision
     as the loss falls (the residual cancels: ~1e-5 relative at loss 1e-4), and
     torch and XLA sum the matmul in different orders. So τ and t1 are held to
-    rtol=1e-5 while the reference loss is above 1e-2, to rtol=5e-3 while it is
-    above 1e-6, and not compared below (rounding noise over rounding noise).
+    84 eps (1e-5) while the reference loss is above 1e-2, to 42 000 eps (5e-3)
+    while it is above 1e-6, and not compared below (rounding noise over
+    rounding noise); see ``F32_LEVELS``.
     """
     xs, taus, t1s = jax_run(smag_from(gen_polyak.CONFIGS[name]), golden["A"],
                             golden["b"], golden["idx"])
-    np.testing.assert_allclose(xs, golden[f"{name}/params"], rtol=1e-5, atol=1e-6)
+    assert_close(xs, golden[f"{name}/params"], **f32_trajectory(len(xs)))
     loss = golden[f"{name}/loss"]
-    for threshold, rtol in ((1e-2, 1e-5), (1e-6, 5e-3)):
-        live = loss > threshold
-        assert live[:15].all()
-        for got, key in ((taus, "tau"), (t1s, "t1")):
-            np.testing.assert_allclose(got[live], golden[f"{name}/{key}"][live],
-                                       rtol=rtol, atol=1e-7)
+    for got, key in ((taus, "tau"), (t1s, "t1")):
+        _assert_steps_close(got, golden[f"{name}/{key}"], loss, F32_LEVELS)
 
 
 def test_alr_smag_divergent_c02_matches_first_10_steps(golden):
     name = "lr10_b09_c02"
     xs, taus, _ = jax_run(smag_from(gen_polyak.CONFIGS[name]), golden["A"],
                           golden["b"], golden["idx"], steps=10)
-    np.testing.assert_allclose(xs, golden[f"{name}/params"][:10], rtol=1e-5,
-                               atol=1e-6)
-    np.testing.assert_allclose(taus, golden[f"{name}/tau"][:10], rtol=1e-5)
+    assert_close(xs, golden[f"{name}/params"][:10], **f32_trajectory(10))
+    assert_close(taus, golden[f"{name}/tau"][:10], ulps=84, scale=0)
     assert not np.isfinite(golden[f"{name}/loss"][-1])  # it really diverges
 
 
-def _assert_steps_close(got, ref, loss, levels):
-    """``levels``: ((loss threshold, rtol, atol), ...) applied where loss > threshold."""
-    for threshold, rtol, atol in levels:
+def _assert_steps_close(got, ref, loss, levels, dtype=None):
+    """``levels``: ((loss threshold, ulps), ...) applied where loss > threshold.
+
+    Step sizes are positive ratios (no cancellation in the comparison), so the
+    bound is element-wise relative.
+    """
+    for threshold, ulps in levels:
         live = loss > threshold
         assert live[:15].all()
-        np.testing.assert_allclose(got[live], ref[live], rtol=rtol, atol=atol)
+        assert_close(got[live], ref[live], ulps=ulps, scale=0, dtype=dtype)
 
 
-F32_LEVELS = ((1e-2, 1e-5, 1e-7), (1e-6, 5e-3, 1e-7))  # see the golden test
-F64_LEVELS = ((1e-12, 1e-9, 1e-14),)  # below 1e-12 τ is rounding noise / noise
+def f32_trajectory(steps: int) -> dict:
+    """float32 trajectory budget: 84 eps (1e-5) of |x| + 0.1 (atol 1e-6), plus
+    one eps per step (half an eps of rounding per step on each side).
+
+    The growth matters for the cap-10, c = 0.5 run, whose large steps make
+    transient spikes of ~70 eps late in the run (step 180), and for the
+    diverging c = 0.2 run, which amplifies rounding step by step.
+    """
+    return dict(ulps=84 + np.arange(1, steps + 1)[:, None], scale=0.1, dtype=F32)
+
+
+# float64 oracles: 4.5e6 float64 eps (1e-9) relative, absolute below 1e-3 (1e-12)
+F64_TRAJECTORY = dict(ulps=4.5e6, scale=1e-3, dtype=F64)
+F32_LEVELS = ((1e-2, 84), (1e-6, 42_000))  # 1e-5, 5e-3: see the golden test
+# The residual r = Ax - b carries ~eps·|A||x| of rounding, so τ ∝ |r|² carries
+# a relative error ≈ C·eps/sqrt(loss) (measured C <= 11 in float64 here): 1e-9
+# (4.5e6 float64 eps) holds with a 10x margin while loss > 1e-10, and is
+# reached by the noise itself at loss ≈ 1e-12, so smaller losses are not compared.
+F64_LEVELS = ((1e-10, 4.5e6),)
 
 
 def test_golden_matches_float64_oracle(golden):
     """The oracle agrees with the torch reference (float32) on a convergent config."""
     xs, taus, _, loss = oracle_alr_smag(golden["A"], golden["b"], golden["idx"],
                                         lr=1.0, beta=0.9, c=1.0)
-    np.testing.assert_allclose(xs, golden["lr1_b09_c1/params"], rtol=1e-5, atol=1e-6)
-    _assert_steps_close(golden["lr1_b09_c1/tau"], taus, loss, F32_LEVELS)
+    assert_close(golden["lr1_b09_c1/params"], xs, **f32_trajectory(len(xs)))
+    _assert_steps_close(golden["lr1_b09_c1/tau"], taus, loss, F32_LEVELS, F32)
 
 
 # ------------------------------------------------------------- float64 oracles
@@ -180,7 +199,8 @@ ORACLE_CONFIGS = [
 
 @pytest.mark.parametrize("cfg", ORACLE_CONFIGS, ids=str)
 def test_alr_smag_matches_float64_oracle(golden, cfg):
-    """200 steps under x64: params at rtol=1e-9; τ and t1 at rtol=1e-9 while loss > 1e-12."""
+    """200 steps under x64: params, τ and t1 at 4.5e6 float64 eps (1e-9);
+    τ and t1 while loss > 1e-10."""
     cfg = dict(cfg)
     lb = cfg.pop("lb", 0.0)
     xs, taus, t1s, loss = oracle_alr_smag(golden["A"], golden["b"], golden["idx"],
@@ -188,7 +208,7 @@ def test_alr_smag_matches_float64_oracle(golden, cfg):
     with jax.enable_x64(True):
         got = jax_run(alr_smag(cfg.pop("lr"), lower_bound=lb, **cfg), golden["A"],
                       golden["b"], golden["idx"], dtype=jnp.float64)
-    np.testing.assert_allclose(got[0], xs, rtol=1e-9, atol=1e-12)
+    assert_close(got[0], xs, **F64_TRAJECTORY)
     _assert_steps_close(got[1], taus, loss, F64_LEVELS)
     _assert_steps_close(got[2], t1s, loss, F64_LEVELS)
 
@@ -198,7 +218,7 @@ def test_alr_smag_float32_tracks_float64_oracle(golden):
                                         lr=0.5, beta=0.9, c=1.0, weight_decay=1e-3)
     got, got_tau, _ = jax_run(alr_smag(0.5, weight_decay=1e-3), golden["A"],
                               golden["b"], golden["idx"])
-    np.testing.assert_allclose(got, xs, rtol=1e-5, atol=1e-6)
+    assert_close(got, xs, **f32_trajectory(len(xs)))
     _assert_steps_close(got_tau, taus, loss, F32_LEVELS)
 
 
@@ -210,12 +230,13 @@ def test_cap_schedule_matches_oracle(golden):
     xs, taus, _, loss = oracle_alr_smag(
         golden["A"], golden["b"], golden["idx"], beta=0.9,
         lr=lambda k: min(0.02 + 0.0098 * k, 1.0))
-    capped = np.isclose(taus, [min(0.02 + 0.0098 * k, 1.0) for k in range(len(taus))])
+    # exact: where the oracle's τ is capped it is this very float64 number
+    capped = taus == [min(0.02 + 0.0098 * k, 1.0) for k in range(len(taus))]
     assert capped[:2].all() and not capped.all()
     with jax.enable_x64(True):
         got, got_tau, _ = jax_run(alr_smag(sched), golden["A"], golden["b"],
                                   golden["idx"], dtype=jnp.float64)
-    np.testing.assert_allclose(got, xs, rtol=1e-9, atol=1e-12)
+    assert_close(got, xs, **F64_TRAJECTORY)
     _assert_steps_close(got_tau, taus, loss, F64_LEVELS)
 
 
@@ -223,7 +244,7 @@ def test_cap_schedule_matches_oracle(golden):
                                  dict(lr=0.1, beta=0.9, c=1.0),
                                  dict(lr=0.03, beta=0.99, c=1.0, lb=0.01)], ids=str)
 def test_alr_hb_matches_float64_oracle(golden, cfg):
-    """200 steps under x64 at rtol=1e-9 (spec: 100), params and α (``tau``).
+    """200 steps under x64 at 4.5e6 float64 eps = 1e-9 (spec: 100), params and α.
 
     Configs that converge on this stream; with a cap ≥ 0.3 and β ≥ 0.9 the
     derived stochastic ALR-HB diverges here, and chaos amplifies rounding.
@@ -235,8 +256,8 @@ def test_alr_hb_matches_float64_oracle(golden, cfg):
         got, got_alpha, _ = jax_run(alr_hb(cfg.pop("lr"), lower_bound=lb, **cfg),
                                     golden["A"], golden["b"], golden["idx"],
                                     dtype=jnp.float64)
-    np.testing.assert_allclose(got, xs, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(got_alpha, alphas, rtol=1e-9, atol=1e-12)
+    assert_close(got, xs, **F64_TRAJECTORY)
+    assert_close(got_alpha, alphas, **F64_TRAJECTORY)
 
 
 # ------------------------------------------------------------- edge cases
@@ -285,7 +306,7 @@ def test_tiny_nonzero_direction_takes_the_cap():
     tiny = jax.tree.map(lambda g: g * 1e-15, GRADS)
     u, s = alr_smag(0.5).update(tiny, alr_smag(0.5).init(PARAMS), PARAMS, value=1.0)
     assert float(s.tau) == 0.5 and float(s.t1) > 1e20
-    np.testing.assert_allclose(_flat(u), -0.5 * _flat(tiny), rtol=1e-6)
+    assert_close(_flat(u), -0.5 * _flat(tiny), ulps=8, scale=0, dtype=F32)
 
 
 @pytest.mark.parametrize("variant", ["sps", "sps+", "plus"])
@@ -295,12 +316,12 @@ def test_loss_below_lower_bound(variant):
     u, s = tx.update(GRADS, tx.init(PARAMS), PARAMS, value=0.2)
     expected = (0.2 - 0.5) / _sq(GRADS)
     if variant == "sps":
-        np.testing.assert_allclose(float(s.tau), expected, rtol=1e-6)
-        np.testing.assert_allclose(_flat(u), -expected * _flat(GRADS), rtol=1e-6)
+        assert_close(s.tau, expected, ulps=8)
+        assert_close(_flat(u), -expected * _flat(GRADS), ulps=8, scale=0, dtype=F32)
         assert _flat(u) @ _flat(GRADS) > 0  # ascent
     else:
         assert float(s.tau) == 0.0 and (_flat(u) == 0).all()
-        np.testing.assert_allclose(float(s.t1), 0.0)
+        assert float(s.t1) == 0.0  # the clipped gap is exactly 0
 
 
 def test_alr_hb_loss_below_lower_bound_gives_momentum_only():
@@ -309,7 +330,7 @@ def test_alr_hb_loss_below_lower_bound_gives_momentum_only():
     u1, state = tx.update(GRADS, state, PARAMS, value=1.0)
     u2, state = tx.update(GRADS, state, PARAMS, value=0.2)  # ⟨g, Δ⟩ < 0 here
     assert float(state.tau) == 0.0
-    np.testing.assert_allclose(_flat(u2), 0.9 * _flat(u1), rtol=1e-6)
+    assert_close(_flat(u2), 0.9 * _flat(u1), ulps=8, scale=0, dtype=F32)
 
 
 def test_weight_decay_update_is_minus_tau_d_plus_lambda_theta():
@@ -320,9 +341,10 @@ def test_weight_decay_update_is_minus_tau_d_plus_lambda_theta():
     u, state = tx.update(g2, state, PARAMS, value=0.3)
     d = 0.9 * _flat(GRADS) + _flat(g2)
     tau = 0.3 / float(d @ d)
-    np.testing.assert_allclose(float(state.tau), tau, rtol=1e-6)
-    np.testing.assert_allclose(_flat(u), -tau * (d + 0.1 * _flat(PARAMS)), rtol=1e-5)
-    np.testing.assert_allclose(_flat(state.momentum), d, rtol=1e-6)
+    assert_close(state.tau, tau, ulps=8)
+    # d + λθ and d = βd + g can cancel: normwise (84 eps ≈ 1e-5 as before)
+    assert_close(_flat(u), -tau * (d + 0.1 * _flat(PARAMS)), ulps=84, dtype=F32)
+    assert_close(_flat(state.momentum), d, ulps=8, dtype=F32)
 
 
 def test_momentum_is_a_sum_and_norm_is_global():
@@ -331,9 +353,10 @@ def test_momentum_is_a_sum_and_norm_is_global():
     for _ in range(3):
         u, state = tx.update(GRADS, state, PARAMS, value=1.0)
     d = (1 + 0.5 + 0.25) * _flat(GRADS)  # no (1 - beta) factor
-    np.testing.assert_allclose(_flat(state.momentum), d, rtol=1e-6)
-    np.testing.assert_allclose(float(state.tau), 1.0 / float(d @ d), rtol=1e-6)
-    np.testing.assert_allclose(_flat(u), -_flat(state.tau * d), rtol=1e-6)
+    tol = dict(ulps=8, scale=0, dtype=F32)  # products and sums of like signs
+    assert_close(_flat(state.momentum), d, **tol)
+    assert_close(state.tau, 1.0 / float(d @ d), **tol)
+    assert_close(_flat(u), -_flat(state.tau * d), **tol)
 
 
 def test_masked_leaves_affect_neither_update_nor_norm():
@@ -341,8 +364,8 @@ def test_masked_leaves_affect_neither_update_nor_norm():
     u, s = tx.update(GRADS, tx.init(PARAMS), PARAMS, value=1.0)
     inner = s.inner_state
     tau = 1.0 / float(np.asarray(GRADS["w"]) @ np.asarray(GRADS["w"]))
-    np.testing.assert_allclose(float(inner.tau), tau, rtol=1e-6)
-    np.testing.assert_allclose(u["w"], -tau * GRADS["w"], rtol=1e-6)
+    assert_close(inner.tau, tau, ulps=8)
+    assert_close(u["w"], -tau * GRADS["w"], ulps=8, scale=0)
     np.testing.assert_array_equal(u["b"], GRADS["b"])
 
 
@@ -351,13 +374,60 @@ def test_masked_leaves_affect_neither_update_nor_norm():
 
 @pytest.mark.parametrize("make", [lambda: alr_smag(1.0), lambda: alr_hb(1.0)],
                          ids=["smag", "hb"])
-def test_missing_value_is_a_type_error(make):
+def test_missing_value_is_a_friendly_type_error(make):
     tx = make()
     assert isinstance(tx, optax.GradientTransformationExtraArgs)
-    with pytest.raises(TypeError, match="value"):
-        tx.update(GRADS, tx.init(PARAMS), PARAMS)
-    with pytest.raises(TypeError, match="value=loss"):
-        tx.update(GRADS, tx.init(PARAMS), PARAMS, value=None)
+    for kwargs in ({}, {"value": None}):  # not Python's bare missing-argument error
+        with pytest.raises(TypeError, match=r"needs the minibatch loss.*value=loss"):
+            tx.update(GRADS, tx.init(PARAMS), PARAMS, **kwargs)
+    with pytest.raises(TypeError):  # value stays keyword-only
+        tx.update(GRADS, tx.init(PARAMS), PARAMS, 1.0)
+
+
+@pytest.mark.parametrize("make", [lambda: alr_smag(1.0), lambda: alr_hb(1.0)],
+                         ids=["smag", "hb"])
+@pytest.mark.parametrize("value", [jnp.ones(2), np.ones((1,)), [0.5, 0.5]],
+                         ids=["jax2", "numpy1", "list2"])
+def test_non_scalar_value_is_rejected(make, value):
+    """A per-example loss vector would broadcast τ into a per-example step."""
+    tx = make()
+    with pytest.raises(ValueError, match="value must be a scalar"):
+        tx.update(GRADS, tx.init(PARAMS), PARAMS, value=value)
+    step = jax.jit(lambda g, s, p, v: tx.update(g, s, p, value=v))
+    with pytest.raises(ValueError, match="value must be a scalar"):
+        step(GRADS, tx.init(PARAMS), PARAMS, jnp.asarray(value))
+
+
+# Non-default values of every float hyperparameter (weight decay > 0 included).
+SMAG_FLOATS = dict(learning_rate=0.7, beta=0.8, c=1.5, lower_bound=0.05,
+                   weight_decay=0.02)
+HB_FLOATS = dict(learning_rate=0.7, beta=0.8, c=1.5, lower_bound=0.05)
+
+
+@pytest.mark.parametrize("ctor,floats", [(alr_smag, SMAG_FLOATS), (alr_hb, HB_FLOATS)],
+                         ids=["smag", "hb"])
+@pytest.mark.parametrize("defaults", [True, False], ids=["defaults", "all_set"])
+def test_inject_hyperparams_under_jit(ctor, floats, defaults):
+    """Every float hyperparameter injected (traced inside jit) works and gives
+    the plain transform's numbers; with only the cap passed, the injected
+    defaults (weight_decay=0.0 included) are traced too."""
+    kwargs = {"learning_rate": 1.0} if defaults else floats
+    tx = optax.inject_hyperparams(ctor)(**kwargs)
+    plain = ctor(**kwargs)
+    state, ref_state = tx.init(PARAMS), plain.init(PARAMS)
+    assert set(floats) <= set(state.hyperparams)
+    step = jax.jit(lambda g, s, p, v: tx.update(g, s, p, value=v))
+    params = ref = PARAMS
+    for value in (1.0, 0.6, 0.3):
+        u, state = step(GRADS, state, params, jnp.float32(value))
+        r, ref_state = plain.update(GRADS, ref_state, ref, value=value)
+        params, ref = optax.apply_updates(params, u), optax.apply_updates(ref, r)
+        assert_close(state.inner_state.tau, ref_state.tau, ulps=8)
+        assert_close(u, r, ulps=8)
+    # a changed injected value takes effect without retracing
+    state.hyperparams["beta"] = jnp.asarray(0.0, jnp.float32)
+    step(GRADS, state, params, jnp.float32(0.2))
+    assert step._cache_size() == 1
 
 
 def test_weight_decay_without_params_is_an_error():
@@ -386,8 +456,9 @@ def test_chain_with_clipping_forwards_value():
     tx = optax.chain(optax.clip_by_global_norm(0.1), alr_smag(100.0))
     u, s = tx.update(GRADS, tx.init(PARAMS), PARAMS, value=1.0)
     clipped = _flat(GRADS) * 0.1 / np.sqrt(_sq(GRADS))
-    np.testing.assert_allclose(float(s[1].tau), 1.0 / float(clipped @ clipped), rtol=1e-5)
-    np.testing.assert_allclose(_flat(u), -float(s[1].tau) * clipped, rtol=1e-5)
+    # 1/‖clip(g)‖² = 100 amplifies the clip's rounding: 84 eps (1e-5) as before
+    assert_close(s[1].tau, 1.0 / float(clipped @ clipped), ulps=84)
+    assert_close(_flat(u), -float(s[1].tau) * clipped, ulps=84, scale=0, dtype=F32)
 
 
 def test_nnx_optimizer_forwards_value():
@@ -454,5 +525,5 @@ def test_training_core_logs_tau_each_step(tmp_path):
     records = [r for r in metrics_lib.read_metrics(tmp_path / "run") if r["step"] > 0]
     assert [r["step"] for r in records] == [1, 2, 3]
     for r in records:
-        assert 0 < r["opt/tau"] <= 0.5
-        assert r["opt/tau"] == pytest.approx(min(0.5, r["opt/t1"]), rel=1e-6)
+        assert 0 < r["opt/tau"] <= 0.5  # τ = min(cap, t1), both logged float32
+        assert_close(r["opt/tau"], min(0.5, r["opt/t1"]), ulps=8, dtype=F32)

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from optim_lab.schedules import norm_log
+from tolerances import assert_close
 
 GRADS = {"a": jnp.array([3.0, -4.0]), "b": {"c": jnp.array([[1.0, -2.0]])}}
 
@@ -20,7 +21,7 @@ def test_log_grad_norm_is_identity_and_records_the_raw_norm(ord, expected):
                      optax.adam(1e-3))
     state = tx.init(GRADS)
     updates, state = tx.update(GRADS, state, GRADS)
-    assert float(state[0].global_norm) == pytest.approx(expected, rel=1e-6)
+    assert_close(state[0].global_norm, expected, ulps=8)
     ident = norm_log.log_grad_norm(ord)
     out, _ = ident.update(GRADS, ident.init(GRADS))
     assert all(np.array_equal(x, y) for x, y in zip(
@@ -68,7 +69,7 @@ def test_irregular_last_window_is_respaced(tmp_path):
     lines += json.dumps({"step": 22, "grads/global/l2": 22.0}) + "\n"
     (run / "metrics.jsonl").write_text(lines)
     out = norm_log.load_grad_norms(run)
-    np.testing.assert_allclose(out, np.linspace(5, 22, 5))
+    assert_close(out, np.linspace(5, 22, 5), ulps=16)  # float64 interpolation
 
 
 def test_csv_file(tmp_path):
