@@ -79,11 +79,12 @@ def test_default_size_matches_the_spec():
     emb = fn.params["embedding"]["embedding"]
     assert abs(float(jnp.std(emb)) - 1) < 5 / math.sqrt(2 * emb.size)
     in_proj = layer["self_attn"]["in_proj"]["kernel"]  # Xavier over (3d, d)
-    assert float(jnp.max(jnp.abs(in_proj))) <= math.sqrt(6 / (4 * d))
+    slack = 1 + 4 * float(jnp.finfo(jnp.float32).eps)  # the bound is rounded to float32
+    assert float(jnp.max(jnp.abs(in_proj))) <= math.sqrt(6 / (4 * d)) * slack
     for name in ("in_proj", "out_proj"):
         np.testing.assert_array_equal(layer["self_attn"][name]["bias"], 0)
     for name, fan_in in (("linear1", d), ("linear2", ff)):
-        assert float(jnp.max(jnp.abs(layer[name]["kernel"]))) <= 1 / math.sqrt(fan_in)
+        assert float(jnp.max(jnp.abs(layer[name]["kernel"]))) <= slack / math.sqrt(fan_in)
         assert float(jnp.max(jnp.abs(layer[name]["bias"]))) > 0
 
 
