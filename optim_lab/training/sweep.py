@@ -69,7 +69,9 @@ from optim_lab.training import workdir as workdir_lib
 from optim_lab.training.errors import Diverged
 from optim_lab.training.state import TrainState
 
-__all__ = ["Axis", "Member", "Group", "parse_axes", "expand", "group", "plan", "run"]
+__all__ = ["Axis", "Member", "Group", "Program", "parse_axis", "parse_axes", "member_name",
+           "expand", "traceable", "group", "plan", "run", "chunks", "hp_arrays",
+           "stack_states", "member_rows"]
 
 SEED = "seed"
 TRACEABLE_SECTIONS = ("optimizer.", "schedule.", "rescaling.")
@@ -398,8 +400,8 @@ class Program:
         jax.eval_shape(self._one_step, dict(hp), state, source)
 
 
-def _hp_arrays(configs: Sequence[ml_collections.ConfigDict], fields: Sequence[str]
-               ) -> dict[str, jax.Array]:
+def hp_arrays(configs: Sequence[ml_collections.ConfigDict], fields: Sequence[str]
+              ) -> dict[str, jax.Array]:
     """Per traced field, the members' values as one weakly typed array.
 
     ``jnp.asarray`` of a Python number is weakly typed, and stays so when
@@ -458,7 +460,8 @@ def _untraceable(groups: Sequence[Group]) -> frozenset[str]:
 
             def fails(fields):
                 try:
-                    program.probe(_hp_arrays([config], fields), state, source)
+                    program.probe({f: jnp.asarray(_get(config, f)) for f in fields},
+                                  state, source)
                 except Exception as e:  # noqa: BLE001 - re-raised unless a tracer's
                     if _needs_concrete(e):
                         return True
@@ -559,7 +562,7 @@ class _Slot:
     stopped: str | None = None  # the divergence message, once stopped
 
 
-def _stack(states: Sequence[TrainState]) -> TrainState:
+def stack_states(states: Sequence[TrainState]) -> TrainState:
     """The members' states stacked on the host (no per-shape compiles)."""
     host = jax.device_get([s._replace(step=None) for s in states])
     stacked = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *host)
@@ -574,7 +577,7 @@ def _member_states(state: TrainState, which: Sequence[int]) -> dict[int, TrainSt
             for i in which}
 
 
-def _rows(host: Sequence[Mapping[str, np.ndarray]], i: int) -> list[dict[str, float]]:
+def member_rows(host: Sequence[Mapping[str, np.ndarray]], i: int) -> list[dict[str, float]]:
     """Member ``i``'s per-step metrics from a fetched window of vmapped metrics."""
     return metrics_lib.fetch_window([{k: v[..., i] for k, v in m.items()} for m in host])
 
@@ -591,8 +594,8 @@ class _Partition:
         self.program, self.members, self.start = program, list(members), start
         self.config = members[0].config
         pad = [members[-1].config] * (width - len(members))
-        self.hp = _hp_arrays([m.config for m in members] + pad, program.fields)
-        self.state = _stack(list(states) + [states[-1]] * len(pad))
+        self.hp = hp_arrays([m.config for m in members] + pad, program.fields)
+        self.state = stack_states(list(states) + [states[-1]] * len(pad))
         self.source = data.train_sampler().source
         self.eval_data = (data.train_x, data.train_y, data.test_x, data.test_y)
 
@@ -638,7 +641,7 @@ def _train(part: _Partition, slots: Sequence[_Slot], label: str,
             for i, slot in enumerate(slots):
                 if slot.stopped:
                     continue
-                rows = _rows(host, i)
+                rows = member_rows(host, i)
                 if slot.divergence.update(window_start, rows):
                     diverged.append(slot)
                 slot.record = metrics_lib.window_mean(

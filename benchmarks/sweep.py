@@ -1,0 +1,229 @@
+"""Throughput of many runs in one program, and of scanned dispatch.
+
+    python -m benchmarks.sweep [--repeats=5]
+
+All loops are the lab's real ones minus file writes, timed interleaved in one
+process (``_report.time_interleaved``), and every timed function returns what
+a real step keeps (params, model and optimizer state) after blocking on it:
+
+(a) **8 members (2 seeds × 4 learning rates) vmapped vs the same 8 runs one
+    after another**: ``sweep.Program``'s jitted, vmapped step over the stacked
+    states (metrics fetched once per ``log_every`` window and split per member)
+    against each member's own jitted single-run step
+    (``train.compile_steps``) with its own window fetches. On the digits MLP
+    (``fadam_digits``: 64-64-10, batch 64, AdamW) and on the grokking MLP
+    (``grokking``: 226-200-200-113, full batch of 5 107, AdamW).
+(b) **``steps_per_call=10`` vs 1** on the digits MLP (``train.scan_steps``:
+    ten steps per dispatch, metrics stacked), and the lab loop with it vs a
+    bare hand-written jitted loop (``value_and_grad`` + ``optax.adamw`` +
+    ``apply_updates``, the batch drawn by ``get_batch`` inside the jit, one
+    dispatch per step).
+
+Writes the "sweep" section of ``results/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import jax
+import optax
+from absl import app, flags
+
+from benchmarks import _report
+from experiments.configs import fadam_digits, grokking
+from optim_lab.data import dataset as dataset_lib
+from optim_lab.training import metrics as metrics_lib
+from optim_lab.training import step as step_lib
+from optim_lab.training import sweep, train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("repeats", 5, "Interleaved timed blocks per loop.")
+flags.DEFINE_integer("digits_steps", 100, "Steps per timed block, digits MLP.")
+flags.DEFINE_integer("grokking_steps", 10, "Steps per timed block, grokking MLP.")
+
+SEEDS = (0, 1)
+LRS = (1e-3, 2e-3, 5e-3, 1e-2)
+EXCLUDE = (step_lib.NONFINITE_CODE,)
+
+
+def digits_config():
+    c = fadam_digits.get_config()
+    c.optimizer.name = "adamw"
+    c.steps = 10**6  # never reached: schedules and sizes as in a long run
+    return c
+
+
+def grokking_config():
+    c = grokking.get_config()
+    c.steps = 10**6
+    return c
+
+
+def _members(config):
+    axes = sweep.parse_axes([f"seed={','.join(map(str, SEEDS))}",
+                             "optimizer.learning_rate=" + ",".join(map(str, LRS))], config)
+    return sweep.expand(config, axes)
+
+
+def _single(config):
+    """``(jitted step, state, source)`` of one run, as ``train_and_evaluate`` builds it."""
+    data, fn, loss_fn, tx = train.setup(config)
+    sampler = data.train_sampler()
+    step, _ = train.compile_steps(config, fn, loss_fn, tx,
+                                  post_step=train.build_post_step(config),
+                                  sampler_fn=sampler.fn)
+    return step, train.initial_state(fn, tx, config.seed), sampler.source
+
+
+def vmapped_loop(config):
+    """``run(steps) -> carry``: the sweep's program over 8 members."""
+    members = _members(config)
+    (group,) = sweep.group(members)
+    data, fn, _, _ = train.setup(config)
+    program = sweep.Program(config, fn, data.train_sampler().fn, group.traced)
+    states = [_single(m.config)[1] for m in members]
+    carry = [(sweep.hp_arrays([m.config for m in members], group.traced),
+              sweep.stack_states(states))]
+    source = data.train_sampler().source
+
+    def run(steps):
+        window = []
+        for s in range(1, steps + 1):
+            carry[0], metrics = program.step(carry[0], source)
+            window.append(metrics)
+            if s % config.log_every == 0:
+                host = jax.device_get(window)
+                for i in range(len(members)):
+                    metrics_lib.window_mean(sweep.member_rows(host, i), exclude=EXCLUDE)
+                window = []
+        return _report.block(carry[0])
+    return run
+
+
+def sequential_loop(config):
+    """``run(steps) -> states``: the same 8 members, one single run after another."""
+    runs = [list(_single(m.config)) for m in _members(config)]
+
+    def run(steps):
+        for r in runs:
+            step, _, source = r
+            window = []
+            for s in range(1, steps + 1):
+                r[1], metrics = step(r[1], source)
+                window.append(metrics)
+                if s % config.log_every == 0:
+                    metrics_lib.window_mean(metrics_lib.fetch_window(window), exclude=EXCLUDE)
+                    window = []
+        return _report.block([r[1] for r in runs])
+    return run
+
+
+def lab_loop(config, per_call):
+    """``run(steps) -> state``: one run's loop, ``per_call`` steps per dispatch."""
+    step, state, source = _single(config)
+    many = train.scan_steps(step)
+    holder = [state]
+
+    def run(steps):
+        window, s = [], 0
+        for n in train._call_sizes(0, steps, per_call, config.log_every):
+            if per_call > 1:
+                holder[0], metrics = many(holder[0], source, n)
+            else:
+                holder[0], metrics = step(holder[0], source)
+            window.append(metrics)
+            s += n
+            if s % config.log_every == 0:
+                metrics_lib.window_mean(metrics_lib.fetch_window(window), exclude=EXCLUDE)
+                window = []
+        return _report.block(holder[0])
+    return run
+
+
+def bare_loop(config):
+    """``run(steps) -> (params, opt_state)``: value_and_grad + optax.adamw, nothing else."""
+    data, fn, _, _ = train.setup(config)
+    o = config.optimizer
+    tx = optax.adamw(o.learning_rate, weight_decay=o.weight_decay)
+
+    def loss(params, x, y):
+        logits, _ = fn.apply(params, fn.model_state, x, True)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @jax.jit
+    def step(params, opt_state, t, x, y):
+        bx, by = dataset_lib.get_batch(x, y, config.seed, t, config.batch_size)
+        g = jax.grad(loss)(params, bx, by)
+        u, opt_state = tx.update(g, opt_state, params)
+        return optax.apply_updates(params, u), opt_state
+
+    carry = [fn.params, tx.init(fn.params), 0]
+
+    def run(steps):
+        for _ in range(steps):
+            carry[0], carry[1] = step(carry[0], carry[1], carry[2], data.train_x,
+                                      data.train_y)
+            carry[2] += 1
+        return _report.block(carry[:2])
+    return run
+
+
+def measure_vmap(config, steps, repeats) -> dict[str, float]:
+    """Member-steps per second of the vmapped and the sequential loops."""
+    vm, seq = vmapped_loop(config), sequential_loop(config)
+    t = _report.time_interleaved({"vmapped": lambda: vm(steps),
+                                  "sequential": lambda: seq(steps)}, repeats)
+    n = len(SEEDS) * len(LRS) * steps
+    return {k: n / v for k, v in t.items()}
+
+
+def measure_dispatch(config, steps, repeats) -> dict[str, float]:
+    """Steps per second of the lab loop at 1 and 10 steps per call, and the bare loop."""
+    loops = {"k1": lab_loop(config, 1), "k10": lab_loop(config, 10),
+             "bare": bare_loop(config)}
+    t = _report.time_interleaved({k: (lambda f=f: f(steps)) for k, f in loops.items()},
+                                 repeats)
+    return {k: steps / v for k, v in t.items()}
+
+
+def _mark(ratio: float, target: float) -> str:
+    return f"≥ {target:g}× {'✓' if ratio >= target else '✗'}"
+
+
+def main(argv):
+    del argv
+    r = FLAGS.repeats
+    digits = measure_vmap(digits_config(), FLAGS.digits_steps, r)
+    grok = measure_vmap(grokking_config(), FLAGS.grokking_steps, r)
+    disp = measure_dispatch(digits_config(), FLAGS.digits_steps, r)
+    rows = []
+    for name, m, target in (("digits MLP 64-64-10, batch 64", digits, 4.0),
+                            ("grokking MLP 226-200-200-113, full batch", grok, 1.3)):
+        ratio = m["vmapped"] / m["sequential"]
+        rows.append(f"| 8 members vmapped vs one after another, {name} | "
+                    f"{m['vmapped']:.0f} | {m['sequential']:.0f} | **{ratio:.2f}×** | "
+                    f"{_mark(ratio, target)} |")
+    k_ratio, bare_ratio = disp["k10"] / disp["k1"], disp["k10"] / disp["bare"]
+    rows.append(f"| steps_per_call=10 vs 1, digits MLP | {disp['k10']:.0f} | "
+                f"{disp['k1']:.0f} | **{k_ratio:.2f}×** | {_mark(k_ratio, 2.0)} |")
+    rows.append(f"| lab loop, steps_per_call=10 vs bare jitted loop, digits MLP | "
+                f"{disp['k10']:.0f} | {disp['bare']:.0f} | **{bare_ratio:.2f}×** | "
+                f"{_mark(bare_ratio, 1.0)} |")
+    md = "\n".join([
+        "## Sweeps: vmapped members, scanned dispatch", "",
+        f"Regenerate: `python -m benchmarks.sweep --repeats={r}` · {_report.machine()}", "",
+        f"(a) 8 members ({len(SEEDS)} seeds × {len(LRS)} learning rates, AdamW) as one "
+        "vmapped program (`experiments.sweep`) vs the same 8 runs one after another, "
+        "throughput in member-steps/s; (b) one run's steps/s. Every loop is the lab's "
+        "(window metrics fetched every `log_every` steps and averaged per member), "
+        "timed functions return params and optimizer state; median of "
+        f"{r} interleaved blocks ({FLAGS.digits_steps} digits / "
+        f"{FLAGS.grokking_steps} grokking steps per member).", "",
+        "| comparison | subject (steps/s) | baseline (steps/s) | ratio | target |",
+        "|---|---|---|---|---|", *rows,
+    ])
+    print(md)
+    _report.write_section("sweep", md)
+
+
+if __name__ == "__main__":
+    app.run(main)
