@@ -68,6 +68,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.loss_dtype = 32  # 16 | 32 | 64 (64 needs enable_x64)
     c.enable_x64 = False
     c.data_parallel = True  # split batches over all local devices (no-op on one)
+    c.sharding = "replicated"  # params + optimizer state: replicated | fsdp (over the data axis)
     c.max_nonfinite_steps = 20  # consecutive rejected (non-finite) steps before the run stops
     c.steps_per_call = 1  # >1: that many steps per jitted call (lax.scan), same results
     c.hessian_iters = 0  # >0: log probe/hessian_top_eig (HVP power iteration) at each eval

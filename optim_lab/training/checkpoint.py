@@ -14,6 +14,17 @@ checkpoint is tried; when an older one verifies, the damaged ones are moved
 aside to ``checkpoints_damaged/`` (when restoring for training, so their steps
 can be saved again); with none left, nothing is moved and
 :class:`CheckpointError` is raised.
+
+**Many processes** (``jax.distributed``): every process calls :func:`save`
+and :func:`restore` (orbax writes each array's shards once, from the process
+that holds them; the manifest is written by process 0). Digests are of each
+leaf's *global* value (gathered across processes when sharded), so a
+checkpoint verifies the same whatever the number of processes or the layout
+that saved it. :func:`restore` lays the arrays out as the template's
+(``jax.Array`` leaves with their shardings): a run saved by 2 processes with
+FSDP resumes in 1 process replicated, and the reverse. The processes agree on
+each checkpoint's verdict (one that fails to read anywhere fails for all);
+only process 0 reports and moves damaged checkpoints.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from optim_lab.training import parallel
 from optim_lab.training.errors import CheckpointError
 from optim_lab.training.state import TrainState
 
@@ -49,8 +61,12 @@ def manager(workdir: str | pathlib.Path, max_to_keep: int = 2
 
 
 def digests(tree: Any) -> dict[str, list]:
-    """``{leaf path: [dtype, shape, sha256 of its bytes]}`` of a pytree."""
-    host = jax.device_get(tree)
+    """``{leaf path: [dtype, shape, sha256 of its bytes]}`` of a pytree.
+
+    Of each leaf's global value (a collective for arrays sharded over several
+    processes: every process must call it).
+    """
+    host = parallel.host_values(tree)
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(host)[0]:
         a = np.ascontiguousarray(np.asarray(leaf))
@@ -87,13 +103,20 @@ def _why_damaged(tree: Any, manifest: Any, step: int) -> str | None:
 
 
 def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract: Any) -> Any:
+    error = ""
     try:
         restored = mngr.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), manifest=ocp.args.JsonRestore()))
         tree, manifest = restored["state"], restored["manifest"]
     except Exception as e:  # orbax/tensorstore raise many types for damage
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise CheckpointError(f"unreadable ({type(e).__name__}: {first})") from e
+        error = f"unreadable ({type(e).__name__}: {first})"
+    # Every process reads its own shards: agree before the digests' collective.
+    errors = parallel.exchange(error)
+    if any(errors):
+        i = next(i for i, e in enumerate(errors) if e)
+        where = f" on process {i}" if len(errors) > 1 else ""
+        raise CheckpointError(errors[i] + where)
     why = _why_damaged(tree, manifest, step)
     if why:
         raise CheckpointError(why)
@@ -115,6 +138,17 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _move_damaged(path: pathlib.Path, failures, step: int,
+                  report: Callable[[str], None]) -> None:
+    for bad, _ in failures:
+        report(f"notice: moved damaged checkpoint {bad} to "
+               f"{_move_aside(path, bad)}; resuming from step {step}")
+
+
+def _lead_only(report: Callable[[str], None]) -> Callable[[str], None]:
+    return report if parallel.is_lead() else (lambda line: None)
+
+
 def restore(workdir: str | pathlib.Path, template: TrainState, *,
             move_damaged: bool = False,
             report: Callable[[str], None] = _stderr) -> TrainState | None:
@@ -122,11 +156,12 @@ def restore(workdir: str | pathlib.Path, template: TrainState, *,
 
     Args:
         workdir: The run directory.
-        template: A state of the run's structure (shapes and dtypes).
+        template: A state of the run's structure (shapes and dtypes); its
+            ``jax.Array`` leaves' shardings are the restored layout.
         move_damaged: Once an older checkpoint verifies, move the newer ones
             that failed to ``checkpoints_damaged/`` (training does, so their
             steps can be saved again; readers don't).
-        report: Called with one line per checkpoint that fails.
+        report: Called with one line per checkpoint that fails (on process 0).
 
     Raises:
         CheckpointError: checkpoints exist but none verifies.
@@ -137,6 +172,7 @@ def restore(workdir: str | pathlib.Path, template: TrainState, *,
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template._asdict())
     mngr = ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
         create=False, read_only=not move_damaged))
+    report = _lead_only(report)
     failures = []
     try:
         for step in sorted(mngr.all_steps(), reverse=True):
@@ -147,9 +183,9 @@ def restore(workdir: str | pathlib.Path, template: TrainState, *,
                 report(f"warning: checkpoint {path}/{step} is damaged ({e}); trying "
                        "the next older checkpoint")
                 continue
-            for bad, _ in failures if move_damaged else ():
-                report(f"notice: moved damaged checkpoint {bad} to "
-                       f"{_move_aside(path, bad)}; resuming from step {step}")
+            if move_damaged and failures:
+                parallel.agree(lambda: _move_damaged(path, failures, step, report),
+                               lead_only=True)
             return state
     finally:
         mngr.close()

@@ -112,6 +112,17 @@ class MetricsWriter:
             pass  # the write that failed already raised
 
 
+class NullWriter:
+    """The :class:`MetricsWriter` of a process that does not write the log
+    (every process but process 0 of a multi-process run)."""
+
+    def write(self, step: int, metrics: Mapping[str, float]) -> None:
+        del step, metrics
+
+    def close(self) -> None:
+        pass
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 

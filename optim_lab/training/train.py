@@ -13,6 +13,16 @@ nothing, and ``max_nonfinite_steps`` consecutive non-finite steps stop the run
 (checkpointed) with :class:`~optim_lab.training.errors.Diverged`. Errors the
 user must act on are :class:`~optim_lab.training.errors.RunError` with a
 one-line message.
+
+Many processes (after ``jax.distributed.initialize``): every process runs this
+same function on the same config and workdir (a shared filesystem); the mesh
+spans every process's devices (``config.sharding``: replicated or FSDP
+parameters, see :mod:`~optim_lab.training.parallel`). Process 0 alone holds
+the workdir lock, checks and writes ``config.json``, writes ``metrics.jsonl``
+and prints; the others learn the outcome of each of its decisions
+(:func:`~optim_lab.training.parallel.agree`), and stop decisions (divergence,
+the end of the run) come from replicated metrics, so every process takes them
+at the same step. Checkpoints are saved and restored by all processes.
 """
 
 from __future__ import annotations
@@ -78,6 +88,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _validation.check_int("seed", config.seed, low=0)
     _validation.check_int("hessian_iters", config.hessian_iters, low=0)
     _validation.check_choice("data_parallel", config.data_parallel, (True, False))
+    sharding = config.get("sharding", "replicated")
+    _validation.check_choice("sharding", sharding, parallel.SHARDINGS)
+    if sharding == "fsdp" and not config.data_parallel:
+        raise ValueError("sharding: 'fsdp' needs data_parallel=True (it shards the "
+                         "state over the data-parallel mesh)")
+    if jax.process_count() > 1 and not config.data_parallel:
+        raise ValueError(f"data_parallel: must be True with {jax.process_count()} "
+                         "processes (every process takes part in one mesh)")
     for field in ("eval_every", "checkpoint_every"):
         if config[field] % config.log_every:
             raise ValueError(f"{field} must be a multiple of log_every "
@@ -218,14 +236,24 @@ def build_mesh(config) -> jax.sharding.Mesh | None:
     return parallel.data_mesh() if config.data_parallel else None
 
 
-def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=None):
+def state_shardings(config, state: TrainState, mesh) -> Any:
+    """The layout of ``state`` on ``mesh`` per ``config.sharding`` (None: no mesh)."""
+    if mesh is None or mesh.size == 1:
+        return None
+    return parallel.state_shardings(state, mesh, config.get("sharding", "replicated"))
+
+
+def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=None,
+                  shardings=None):
     """The jitted ``train(state, source)`` (batch drawn inside) and ``eval``.
 
     ``source`` is the training sampler's data (``data.train_sampler()``; for
     in-memory datasets ``(train_x, train_y)``) and ``sampler_fn`` its batch
     function (default: rows of ``(x, y)``, :func:`dataset.get_batch`). With a
-    ``mesh``, batches are split over its ``"data"`` axis and the (replicated)
-    state stays replicated.
+    ``mesh``, batches are split over its ``"data"`` axis; the new state keeps
+    the layout ``shardings`` (a :class:`TrainState` of shardings,
+    :func:`state_shardings`; None: as XLA propagates it, i.e. replicated for a
+    replicated state).
     """
     sampler_fn = sampler_fn or _rows
     step = step_lib.make_train_step(fn.apply, loss_fn, tx, post_step,
@@ -233,7 +261,10 @@ def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=N
 
     def train(state, source):
         batch = sampler_fn(source, config.seed, state.step, config.batch_size)
-        return step(state, parallel.shard_batch(batch, mesh))
+        new_state, metrics = step(state, parallel.shard_batch(batch, mesh))
+        if shardings is not None:
+            new_state = jax.lax.with_sharding_constraint(new_state, shardings)
+        return new_state, metrics
 
     collapse_dtype = loss_registry.dtype_from_bits(config.loss_dtype)
     evaluate = step_lib.make_eval_step(fn.apply, loss_fn, collapse_dtype,
@@ -317,7 +348,8 @@ def restore_state(config: ml_collections.ConfigDict,
 
 
 def _notice(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    if parallel.is_lead():
+        print(line, file=sys.stderr, flush=True)
 
 
 class _Divergence:
@@ -366,20 +398,34 @@ def run_record(config, data: dataset_lib.Dataset) -> dict[str, Any]:
 
 
 def _save(mngr, state, step: int) -> None:
-    try:
-        checkpoint.save(mngr, state)
-        mngr.wait_until_finished()  # the next step may donate `state`
-    except Exception as e:  # orbax wraps OSError (a full disk) in its own types
-        raise RunDataError(f"checkpoint at step {step} could not be saved: "
-                           f"{type(e).__name__}: {e}") from e
+    def save():
+        try:
+            checkpoint.save(mngr, state)
+            mngr.wait_until_finished()  # the next step may donate `state`
+        except Exception as e:  # orbax wraps OSError (a full disk) in its own types
+            raise RunDataError(f"checkpoint at step {step} could not be saved: "
+                               f"{type(e).__name__}: {e}") from e
+    parallel.agree(save)
+
+
+@contextlib.contextmanager
+def _lead_workdir(workdir, record) -> Iterator[pathlib.Path]:
+    """Process 0 locks and checks ``workdir``; every process learns the outcome."""
+    with contextlib.ExitStack() as stack:
+        def lock_and_check():
+            workdir_lib.check(stack.enter_context(workdir_lib.lock(workdir)), record)
+        parallel.agree(lock_and_check, lead_only=True)
+        yield pathlib.Path(workdir)
 
 
 def _train_and_evaluate(config, workdir, post_step, progress):
     data, fn, loss_fn, tx = setup(config)
-    with workdir_lib.lock(workdir) as workdir:
-        record = run_record(config, data)
-        workdir_lib.check(workdir, record)
+    record = run_record(config, data)
+    with _lead_workdir(workdir, record) as workdir:
+        mesh = build_mesh(config)
         state = initial_state(fn, tx, config.seed)
+        shardings = state_shardings(config, state, mesh)
+        state = parallel.place(state, shardings)
         restored = checkpoint.restore(workdir, state, move_damaged=True)
         start = int(restored.step) if restored is not None else 0
         if start >= config.steps:
@@ -388,25 +434,27 @@ def _train_and_evaluate(config, workdir, post_step, progress):
                         f"{config.steps}); nothing to do, config.json unchanged")
             records = rundir.read_metrics(workdir)
             return records[-1] if records else {}
-        workdir_lib.write_config(workdir, record)
+        parallel.agree(lambda: workdir_lib.write_config(workdir, record), lead_only=True)
         post_step = [*build_post_step(config), *post_step]
         return _run(config, workdir, data, fn, loss_fn, tx, post_step, progress,
-                    restored if restored is not None else state, start)
+                    restored if restored is not None else state, start, mesh, shardings)
 
 
-def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, start):
-    mesh = build_mesh(config)
-    state = parallel.replicate(state, mesh)
-    writer = metrics_lib.MetricsWriter(workdir, start, notify=_notice)
+def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, start,
+         mesh, shardings):
+    lead = parallel.is_lead()
+    writer = parallel.agree(  # process 0 writes the log; the others a NullWriter
+        lambda: metrics_lib.MetricsWriter(workdir, start, notify=_notice),
+        lead_only=True) or metrics_lib.NullWriter()
     mngr = checkpoint.manager(workdir)
     try:
         sampler = data.train_sampler()
         train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step, mesh,
-                                              sampler.fn)
+                                              sampler.fn, shardings)
         train_xy = parallel.replicate(sampler.source, mesh)
         eval_data = parallel.replicate(
             (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
-        reporter = metrics_lib.Progress(config.steps, start) if progress else None
+        reporter = metrics_lib.Progress(config.steps, start) if progress and lead else None
         divergence = _Divergence(config.max_nonfinite_steps)
         record: dict[str, float] = {}
         def evaluate():
@@ -415,7 +463,7 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
 
         if start == 0:
             record = evaluate()
-            writer.write(0, record)
+            parallel.agree(lambda: writer.write(0, record), lead_only=True)
         many = scan_steps(train_step) if config.steps_per_call > 1 else None
         window, window_start, s = [], start + 1, start
         for n in _call_sizes(start, config.steps, config.steps_per_call, config.log_every):
@@ -435,7 +483,7 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
                 window, window_start = [], s + 1
                 if s % config.eval_every == 0 or last:
                     record.update(evaluate())
-                writer.write(s, record)
+                parallel.agree(functools.partial(writer.write, s, record), lead_only=True)
                 if reporter:
                     reporter.report(s, record, divergence.rejected)
             if s % config.checkpoint_every == 0 or last or diverged:

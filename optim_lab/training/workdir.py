@@ -4,10 +4,12 @@ A workdir holds ``config.json``, ``metrics.jsonl``, ``checkpoints/`` and
 plots. :func:`lock` takes an exclusive OS lock (``flock``) on the workdir's
 ``lock`` file for the whole run: a second process is refused with "workdir in
 use by pid N", and a lock left by a killed process never blocks (the OS drops
-it with the process). :func:`check` refuses a directory that holds another run
-(its config differs in more than the run-length fields ``steps`` and
-``checkpoint_every``), a corrupt ``config.json``, or run files without one;
-:func:`write_config` replaces ``config.json`` atomically.
+it with the process); in a multi-process run only process 0 takes it
+(``train.train_and_evaluate``). :func:`check` refuses a directory that holds
+another run (its config differs in more than the run-length fields ``steps``
+and ``checkpoint_every`` and the state's layout ``sharding``), a corrupt
+``config.json``, or run files without one; :func:`write_config` replaces
+``config.json`` atomically.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from optim_lab.training.errors import WorkdirInUse
 CONFIG_FILE = rundir.CONFIG_FILE
 LOCK_FILE = "lock"
 load_config = rundir.load_config
-RESUMABLE_FIELDS = ("steps", "checkpoint_every")
+# ``sharding`` is the state's layout on the devices, not the run: a run may resume
+# replicated what it saved with FSDP (and on any number of processes).
+RESUMABLE_FIELDS = ("steps", "checkpoint_every", "sharding")
 _RUN_FILES = (rundir.METRICS_FILE, CHECKPOINT_DIR)
 
 
