@@ -211,7 +211,9 @@ class Member:
 
 
 def _format(value: Any) -> str:
-    return repr(value) if isinstance(value, (float, tuple, list)) else str(value)
+    if isinstance(value, (tuple, list)):
+        return repr(value).replace(" ", "")  # (64,64)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def member_name(values: Mapping[str, Any]) -> str:
@@ -219,9 +221,15 @@ def member_name(values: Mapping[str, Any]) -> str:
 
     Characters outside ``[A-Za-z0-9._=,+()-]`` become ``_``; a name longer
     than 200 characters is cut and ends with a hash of the full name.
+
+    Examples:
+        >>> member_name({"seed": 0, "optimizer.learning_rate": 1e-3})
+        'seed=0,optimizer.learning_rate=0.001'
+        >>> member_name({"model.hidden": (64, 64), "data.path": "/data/a b.txt"})
+        'model.hidden=(64,64),data.path=_data_a_b.txt'
     """
     full = ",".join(f"{k}={_format(v)}" for k, v in values.items())
-    name = _SAFE.sub("_", full.replace(" ", ""))
+    name = _SAFE.sub("_", full)
     if name.startswith("."):
         name = "_" + name[1:]
     if len(name) > _MAX_NAME:

@@ -136,7 +136,7 @@ def test_member_names_are_readable_and_filesystem_safe():
         "seed=0,optimizer.learning_rate=0.001"
     assert sweep.member_name({"schedule.refine_from": "/runs/a b", "model.hidden": (16, 8),
                               "optimizer.b2": None}) == \
-        "schedule.refine_from=_runs_ab,model.hidden=(16,8),optimizer.b2=None"
+        "schedule.refine_from=_runs_a_b,model.hidden=(16,8),optimizer.b2=None"
     long = sweep.member_name({"data.path": "x" * 500})
     assert len(long) == 200 and long != sweep.member_name({"data.path": "x" * 499})
 
