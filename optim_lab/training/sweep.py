@@ -745,8 +745,14 @@ def run(members: Sequence[Member], root: str | pathlib.Path, *, chunk: int = 0,
         ValueError: an invalid member config or a directory of another run.
         Diverged: after every group ran, if members diverged (each one stopped
             with its checkpoint; the others ran to the end).
+
+    A member runs on one device (``data_parallel`` and ``sharding`` do not
+    apply; on a one-device host that is what a single run does too).
     """
     _validation.check_int("sweep_chunk", chunk, low=0)
+    if jax.process_count() > 1:
+        raise ValueError(f"sweeps run in one process (this is one of "
+                         f"{jax.process_count()}); train members with experiments.train")
     root = pathlib.Path(root)
     groups = plan(members, root) if groups is None else groups
     results: dict[str, Any] = {}
