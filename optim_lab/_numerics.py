@@ -36,6 +36,21 @@ def tree_asarray(tree):
     return None if tree is None else jax.tree.map(jnp.asarray, tree)
 
 
+def tree_unzip(tree, like, n: int) -> tuple:
+    """Splits a tree of ``n``-tuples (one at each leaf of ``like``) into ``n`` trees.
+
+    The per-leaf style: map a function returning several values per leaf with
+    ``jax.tree.map``, then unzip the result.
+
+    Examples:
+        >>> out = jax.tree.map(lambda x: (x + 1, x * 2), {"a": 1, "b": 2})
+        >>> tree_unzip(out, {"a": 1, "b": 2}, 2)
+        ({'a': 2, 'b': 3}, {'a': 2, 'b': 4})
+    """
+    return jax.tree.transpose(jax.tree.structure(like), jax.tree.structure((0,) * n),
+                              tree)
+
+
 def upcast(x: jax.Array) -> jax.Array:
     """Casts ``x`` to its statistics dtype (float32, or float64 if already)."""
     return x.astype(stat_dtype(x))

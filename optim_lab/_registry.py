@@ -32,10 +32,15 @@ def check_kwargs(kind: str, name: str, fn: Callable[..., Any],
                              f"{', '.join(accepted)}")
 
 
-def lookup(kind: str, name: str, table: Mapping[str, Any]) -> Any:
-    """``table[name]``, or a ``ValueError`` listing the known names."""
+def lookup(kind: str, name: str, table: Mapping[str, Any], *,
+           field: str | None = None) -> Any:
+    """``table[name]``, or a ``ValueError`` listing the known names.
+
+    The message names the config field, ``field`` (default ``<kind>.name``),
+    and suggests the closest known name.
+    """
     try:
-        _validation.check_choice(f"{kind}.name", name, table)
+        _validation.check_choice(field or f"{kind}.name", name, table)
     except ValueError as e:
         raise ValueError(f"{e}{did_you_mean(str(name), table)}") from None
     return table[name]

@@ -13,7 +13,8 @@ def _fn(base, n: int = 3, x: float = 0.5, mode: str = "a", flag: bool = False,
 
 def test_build_checks_kwargs_and_prefixes_errors():
     table = {"f": _fn}
-    assert _registry.build("thing", "f", table, 1, x=2.0, extra=None) == (1, 3, 2.0, "a", False, None)
+    built = _registry.build("thing", "f", table, 1, x=2.0, extra=None)
+    assert built == (1, 3, 2.0, "a", False, None)
     with pytest.raises(ValueError, match="thing.y: thing 'f' does not take 'y'"):
         _registry.build("thing", "f", table, 1, y=1)
     with pytest.raises(ValueError, match="thing.name must be one of 'f'; got 'g'"):
@@ -63,6 +64,27 @@ def test_hyperparameters_of_is_what_build_accepts():
                 value = optimizers.hyperparameter_types()[field]
                 with pytest.raises(ValueError, match=field):
                     optimizers.build(name, 1e-3, **{field: _a_value(value)})
+
+
+def test_build_errors_name_the_full_optimizer_name():
+    """optimizers.build goes through _registry.build, for the optimizer and for
+    its ⊥Grad wrapper; messages keep the name the config gave."""
+    with pytest.raises(ValueError, match=r"optimizer \(orthograd_adamw\): b1 must be in"):
+        optimizers.build("orthograd_adamw", 1e-3, b1=1.5)
+    with pytest.raises(ValueError,
+                       match=r"optimizer \(orthograd_adamw\): scope must be one of"):
+        optimizers.build("orthograd_adamw", 1e-3, orthograd_scope="x")
+    with pytest.raises(ValueError,
+                       match=r"optimizer.eps2: optimizer 'orthograd_adamw' does not take"):
+        optimizers.build("orthograd_adamw", 1e-3, eps2=1.0)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'orthograd_adamww' "
+                                         r"\(did you mean 'orthograd_adamw'\?\)"):
+        optimizers.build("orthograd_adamww", 1e-3)
+
+
+def test_lookup_names_the_config_field():
+    with pytest.raises(ValueError, match=r"^loss must be one of 'f'; got 'g'"):
+        _registry.lookup("thing", "g", {"f": _fn}, field="loss")
 
 
 def _a_value(kind):

@@ -1,4 +1,9 @@
-"""Loss registry: config name -> per-example loss ``fn(logits, labels, dtype=)``."""
+"""Loss registry: config name -> per-example loss ``fn(logits, labels, dtype=)``.
+
+Names are looked up through :mod:`optim_lab._registry`, the one mechanism
+behind every registry of the lab (an unknown name lists the known ones and
+suggests the closest). A new loss joins by adding one entry to ``_LOSSES``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from optim_lab import _validation
-from optim_lab.losses import softmax
-from optim_lab.losses import stablemax
+from optim_lab import _registry, _validation
+from optim_lab.losses import softmax, stablemax
 
 LossFn = Callable[..., jax.Array]
 
@@ -22,13 +26,19 @@ _DTYPES = {16: jnp.float16, 32: jnp.float32, 64: jnp.float64}
 
 
 def names() -> tuple[str, ...]:
+    """Registered loss names."""
     return tuple(_LOSSES)
 
 
 def get(name: str) -> LossFn:
-    """Returns the loss called ``name``; ``ValueError`` names the known ones."""
-    _validation.check_choice("loss", name, _LOSSES)
-    return _LOSSES[name]
+    """Returns the loss called ``name``; ``ValueError`` names the known ones.
+
+    Examples:
+        >>> from optim_lab.losses import registry
+        >>> registry.get("stablemax").__name__
+        'stablemax_cross_entropy'
+    """
+    return _registry.lookup("loss", name, _LOSSES, field="loss")
 
 
 def dtype_from_bits(bits: int) -> jnp.dtype:

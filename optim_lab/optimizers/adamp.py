@@ -19,7 +19,9 @@ and then the *layer view* (the whole tensor as one row), the first view with
 :math:`u_i \leftarrow u_i - \hat w_i \langle \hat w_i, u_i \rangle` with
 :math:`\hat w_i = w_i / (\|w_i\| + \epsilon)`, and sets the decay ratio
 :math:`r = ` ``wd_ratio`` (otherwise :math:`r = 1`). Only tensors with more
-than one dimension are eligible by default.
+than one dimension are eligible by default. How each leaf is viewed (its
+output-channel axis, its stacked layer axes, whether it is eligible) is one
+per-leaf spec, :class:`AdamPDims`, passed as ``dims``.
 
 The transforms follow the reference code ``adamp==0.3.0`` (clovaai/AdamP)
 exactly; see :func:`scale_by_adamp` and :func:`scale_by_sgdp` for the update
@@ -33,25 +35,54 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from optim_lab import _numerics
-from optim_lab import _validation
-
-# Per-leaf options: one value for every leaf, a pytree matching the params, or
-# a callable ``params -> pytree``.
-LeafOption = Union[Any, Callable[[optax.Params], Any]]
-
-NO_PARAMS_MSG = ("{} needs the current parameters: call "
-                 "update(updates, state, params).")
+from optim_lab import _numerics, _validation
 
 BRANCH_NONE, BRANCH_CHANNEL, BRANCH_LAYER = 0, 1, 2
+
+
+class AdamPDims(NamedTuple):
+    """How AdamP / SGDP test and project one leaf (its dimension numbers).
+
+    Given for every leaf at once, as a pytree of them, or by a callable
+    ``params -> pytree`` (see ``dims`` of :func:`scale_by_adamp`), as optax's
+    Muon takes its ``MuonDimensionNumbers``.
+
+    Attributes:
+        channel_axis: Output-channel axis of the per-layer tensor: ``-1``
+            (default) for flax ``Dense (in, out)`` / ``Conv (kh, kw, in, out)``
+            kernels, ``0`` for torch layout.
+        stack_axes: Number of leading layer axes of stacked / scanned layers;
+            each slice is tested and projected on its own. Default 0.
+        project: Whether the leaf may be projected: ``None`` (default) when
+            its per-layer tensor has more than one dimension; ``True`` for
+            any per-layer tensor with at least one dimension (a vector is
+            then decided through the layer view); ``False`` never (its decay
+            ratio is 1).
+
+    ``dims`` replaces the three per-leaf keyword arguments of earlier versions:
+    ``channel_axis=a, stack_axes=s`` is ``dims=AdamPDims(channel_axis=a,
+    stack_axes=s)``, ``project_mask=True`` is ``dims=AdamPDims(project=True)``,
+    and per-leaf pytrees / callables of those options become one pytree /
+    callable of :class:`AdamPDims`.
+    """
+    channel_axis: int = -1
+    stack_axes: int = 0
+    project: bool | None = None
+
+
+# One AdamPDims for every leaf, a pytree of them (a prefix of the params;
+# None = AdamPDims()), or a callable params -> such a pytree.
+DimsOrFn = Union[AdamPDims, optax.Params, Callable[[optax.Params], Any], None]
 
 
 class Projection(NamedTuple):
@@ -65,31 +96,66 @@ def _check_projection_args(eps, delta, wd_ratio, weight_decay) -> None:
     _validation.check_positive("eps", eps)
     _validation.check_positive("delta", delta)
     _validation.check_non_negative("wd_ratio", wd_ratio)
-    _validation.check_non_negative("weight_decay", weight_decay,
-           allow_schedule=False)
+    _validation.check_non_negative("weight_decay", weight_decay)
 
 
-def _check_axis_option(name: str, value: LeafOption) -> None:
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(
-            f"{name} is traced: pass static_args=('channel_axis', 'stack_axes', "
-            f"'project_mask') to optax.inject_hyperparams")
-    if isinstance(value, (bool, float, str)):
-        raise TypeError(f"{name} must be None, an int, a pytree of ints or a "
-                        f"callable params -> pytree, got {value!r}")
+def _is_dims(x: Any) -> bool:
+    return x is None or isinstance(x, AdamPDims)
 
 
-def _per_leaf(option: LeafOption, params: optax.Params, default: Any
-              ) -> list[Any]:
-    """``option`` resolved to one value per leaf (``None`` -> ``default``)."""
-    treedef = jax.tree.structure(params)
-    if callable(option):
-        option = option(params)
-    if option is None or isinstance(option, (bool, int)) or (
-            hasattr(option, "ndim") and option.ndim == 0):
-        option = default if option is None else option
-        return [option] * treedef.num_leaves
-    return [default if o is None else o for o in treedef.flatten_up_to(option)]
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _check_dims(dims: Any) -> None:
+    """Eager type checks of a ``dims`` pytree (a callable is checked when called)."""
+    if callable(dims):
+        return
+    for d in jax.tree.leaves(dims, is_leaf=_is_dims):
+        if not _is_dims(d):
+            raise TypeError(
+                "dims must be an AdamPDims, a pytree of AdamPDims (None = "
+                f"AdamPDims()) or a callable params -> such a pytree; got a leaf {d!r}")
+        if d is None:
+            continue
+        if not _is_int(d.channel_axis):
+            raise TypeError(f"dims.channel_axis must be an int, got {d.channel_axis!r}")
+        if not _is_int(d.stack_axes) or d.stack_axes < 0:
+            raise ValueError(f"dims.stack_axes must be an int >= 0, got {d.stack_axes!r}")
+        if d.project is not None and not isinstance(d.project, (bool, np.bool_)):
+            raise TypeError(f"dims.project must be None, True or False, got {d.project!r}")
+
+
+def resolve_dims(dims: DimsOrFn, params: optax.Params) -> Any:
+    """``dims`` as one :class:`AdamPDims` at every leaf of ``params``.
+
+    Args:
+        dims: ``None`` (:class:`AdamPDims` defaults), one :class:`AdamPDims`
+            for every leaf, a pytree of them that is a prefix of ``params``
+            (``None`` entries mean the defaults), or a callable
+            ``params -> pytree``.
+        params: The parameters (only the tree structure is read).
+
+    Returns:
+        ``params``' tree with an :class:`AdamPDims` in place of every leaf.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> dims = lambda p: {"w": AdamPDims(channel_axis=0), "b": None}
+        >>> resolve_dims(dims, {"w": jnp.ones((2, 3)), "b": jnp.ones(3)})["w"]
+        AdamPDims(channel_axis=0, stack_axes=0, project=None)
+    """
+    if callable(dims):
+        dims = dims(params)
+        _check_dims(dims)
+
+    def fill(d, subtree):
+        spec = AdamPDims() if d is None else d
+        return jax.tree.map(lambda _: spec, subtree)
+
+    if _is_dims(dims):
+        return fill(dims, params)
+    return jax.tree.map(fill, dims, params, is_leaf=_is_dims)
 
 
 def _views(ndim: int, stack_axes: int, channel_axis: int
@@ -97,7 +163,7 @@ def _views(ndim: int, stack_axes: int, channel_axis: int
     """(channel-view reduction axes, layer axes, channel axis) of a leaf."""
     inner = ndim - stack_axes
     if not -inner <= channel_axis < inner:
-        raise ValueError(f"channel_axis must be in [-{inner}, {inner}) for a "
+        raise ValueError(f"dims.channel_axis must be in [-{inner}, {inner}) for a "
                          f"{ndim}-d leaf with stack_axes={stack_axes}, got "
                          f"{channel_axis}")
     ch = stack_axes + channel_axis % inner
@@ -105,32 +171,32 @@ def _views(ndim: int, stack_axes: int, channel_axis: int
     return tuple(a for a in layer if a != ch), layer, ch
 
 
-def projection(param: jax.Array, grad: jax.Array, update: jax.Array, *,
-               delta: Any = 0.1, wd_ratio: Any = 0.1, eps: Any = 1e-8,
-               channel_axis: int = -1, stack_axes: int = 0) -> Projection:
+def projection(param: jax.Array, grad: jax.Array, update: jax.Array,
+               dims: AdamPDims = AdamPDims(), *, delta: Any = 0.1,
+               wd_ratio: Any = 0.1, eps: Any = 1e-8) -> Projection:
     """The AdamP/SGDP scale-invariance test and projection of one tensor.
 
-    Decided per tensor (per slice along the ``stack_axes`` leading axes), per
-    step: channel view first, then layer view; the first hit wins. Statistics
-    are computed in float32 (float64 for float64 inputs). Four per-channel
-    sums (``w·w``, ``g·g``, ``w·g``, ``w·u``) serve both views: the layer sums
-    are their totals, and the projection is one fused ``u - w·k`` pass.
+    Decided per tensor (per slice along the ``dims.stack_axes`` leading axes),
+    per step: channel view first, then layer view; the first hit wins.
+    Statistics are computed in float32 (float64 for float64 inputs). Four
+    per-channel sums (``w·w``, ``g·g``, ``w·g``, ``w·u``) serve both views: the
+    layer sums are their totals, and the projection is one fused ``u - w·k``
+    pass. ``dims.project`` is not consulted: the tensor is always tested.
 
     Args:
         param: Current weights ``w`` (before decay and step).
         grad: The raw gradient ``g`` used by the test.
         update: The update ``u`` to project.
+        dims: The tensor's :class:`AdamPDims` (channel axis, stacked axes).
         delta: Threshold factor; the test is ``max |cos| < delta / sqrt(dim)``.
         wd_ratio: Decay ratio returned for projected tensors.
         eps: Cosine clamp and additive eps of ``w / (||w|| + eps)``.
-        channel_axis: Output-channel axis of the per-layer tensor (``-1`` for
-            flax kernels, ``0`` for torch layout).
-        stack_axes: Number of leading layer axes (scanned / stacked layers).
 
     Returns:
         A :class:`Projection` (update in the statistics dtype).
     """
-    ch_axes, layer_axes, ch = _views(param.ndim, stack_axes, channel_axis)
+    stack_axes = int(dims.stack_axes)
+    ch_axes, layer_axes, ch = _views(param.ndim, stack_axes, int(dims.channel_axis))
     p, g, u = (_numerics.upcast(x) for x in (param, grad, update))
 
     def rsum(x, axes):
@@ -157,30 +223,19 @@ def projection(param: jax.Array, grad: jax.Array, update: jax.Array, *,
     return Projection(u - p * k, ratio, jnp.reshape(branch, param.shape[:stack_axes]))
 
 
-def _eligible(leaf: jax.Array, mask: bool | None, stack_axes: int) -> bool:
-    inner = leaf.ndim - stack_axes
-    if mask is None:
+def _eligible(param: jax.Array, dims: AdamPDims) -> bool:
+    inner = param.ndim - int(dims.stack_axes)
+    if dims.project is None:
         return inner > 1
-    return bool(mask) and inner >= 1
+    return bool(dims.project) and inner >= 1
 
 
-def _project_leaves(params, grads, updates, *, delta, wd_ratio, eps,
-                    channel_axis, stack_axes, project_mask):
-    """Per-leaf ``(update, ratio)`` pairs (ratio None = not projected).
-
-    ``params`` is the pytree; ``grads`` and ``updates`` are its leaf lists.
-    """
-    opts = zip(_per_leaf(project_mask, params, None),
-               _per_leaf(channel_axis, params, -1), _per_leaf(stack_axes, params, 0))
-    out = []
-    for p, g, u, (mask, ax, st) in zip(jax.tree.leaves(params), grads, updates, opts):
-        if _eligible(p, mask, int(st)):
-            proj = projection(p, g, u, delta=delta, wd_ratio=wd_ratio, eps=eps,
-                              channel_axis=int(ax), stack_axes=int(st))
-            out.append((proj.update, proj.ratio))
-        else:
-            out.append((_numerics.upcast(u), None))
-    return out
+def _project_leaf(p, g, u, dims, *, delta, wd_ratio, eps):
+    """``(update, ratio)`` of one leaf; ratio ``None`` = not projected."""
+    if not _eligible(p, dims):
+        return _numerics.upcast(u), None
+    proj = projection(p, g, u, dims, delta=delta, wd_ratio=wd_ratio, eps=eps)
+    return proj.update, proj.ratio
 
 
 def _with_decay(u, ratio, p, weight_decay, dtype):
@@ -191,6 +246,38 @@ def _with_decay(u, ratio, p, weight_decay, dtype):
     return u.astype(dtype)
 
 
+def _adamp_leaf(g, m, v, p, dims, *, b1, b2, bc1, bc2, eps, nesterov,
+                weight_decay, project):
+    """One tensor's AdamP output and moments ``(u/bc1 + λ r p, m, v)``.
+
+    All three in ``p``'s dtype; ``bc1`` / ``bc2`` are this step's bias
+    corrections ``1 - b^t``; ``project`` is :func:`_project_leaf` with the
+    shared hyperparameters bound.
+    """
+    g32 = _numerics.upcast(g)
+    m = b1 * _numerics.upcast(m) + (1 - b1) * g32
+    v = b2 * _numerics.upcast(v) + (1 - b2) * jnp.square(g32)
+    den = jnp.sqrt(v) / jnp.sqrt(bc2) + eps
+    num = b1 * m + (1 - b1) * g32 if nesterov else m
+    u, ratio = project(p, g, num / den, dims)
+    return (_with_decay(u / bc1, ratio, p, weight_decay, p.dtype),
+            m.astype(p.dtype), v.astype(p.dtype))
+
+
+def _sgdp_leaf(g, b, p, dims, *, momentum, dampening, nesterov, weight_decay,
+               keep_projected, project):
+    """One tensor's SGDP output and buffer ``(d + λ' r p, b)`` in ``p``'s dtype.
+
+    ``weight_decay`` is λ' = λ / (1 - momentum); with ``keep_projected`` the
+    stored buffer is the projected direction (the reference's in-place quirk).
+    """
+    g32 = _numerics.upcast(g)
+    b = momentum * _numerics.upcast(b) + (1 - dampening) * g32
+    d, ratio = project(p, g, g32 + momentum * b if nesterov else b, dims)
+    return (_with_decay(d, ratio, p, weight_decay, p.dtype),
+            (d if keep_projected else b).astype(p.dtype))
+
+
 def scale_by_adamp(
     b1: float = 0.9,
     b2: float = 0.999,
@@ -199,9 +286,7 @@ def scale_by_adamp(
     delta: float = 0.1,
     wd_ratio: float = 0.1,
     nesterov: bool = False,
-    channel_axis: LeafOption = None,
-    stack_axes: LeafOption = None,
-    project_mask: LeafOption = None,
+    dims: DimsOrFn = None,
 ) -> optax.GradientTransformation:
     r"""Scales updates by the AdamP rule (``adamp==0.3.0``), without the lr.
 
@@ -233,17 +318,12 @@ def scale_by_adamp(
         delta: Scale-invariance threshold factor, > 0. Default 0.1.
         wd_ratio: Decay ratio r on projected tensors, >= 0. Default 0.1.
         nesterov: Nesterov momentum (reference v0.2.0+). Default False.
-        channel_axis: Output-channel axis of each (per-layer) tensor:
-            ``None`` (default) = ``-1``, right for flax ``Dense (in, out)`` /
-            ``Conv (kh, kw, in, out)`` kernels; ``0`` for torch layout; or a
-            pytree / callable ``params -> pytree`` of ints.
-        stack_axes: Number of leading layer axes of stacked / scanned layers
-            (each slice is tested and projected separately): ``None``
-            (default) = 0, an int for every leaf, or a pytree / callable of
-            ints.
-        project_mask: Which leaves may be projected: ``None`` (default) = every
-            leaf with more than one (per-layer) dimension; or a pytree /
-            callable ``params -> pytree`` of bools (True forces eligibility).
+        dims: How each leaf is tested and projected (:class:`AdamPDims`:
+            channel axis, stacked layer axes, eligibility): ``None`` (default)
+            = ``AdamPDims()`` for every leaf (flax layout, no stacked axes,
+            leaves with more than one dimension); one :class:`AdamPDims` for
+            every leaf; a pytree of them that is a prefix of the params
+            (``None`` entries = defaults); or a callable ``params -> pytree``.
 
     Returns:
         An ``optax.GradientTransformation`` with an ``optax.ScaleByAdamState``
@@ -262,6 +342,12 @@ def scale_by_adamp(
         [[ 1.   -0.01]
          [ 0.01  1.  ]]
 
+        Torch-layout kernels, and a stack of three scanned layers:
+
+        >>> from optim_lab.optimizers.adamp import AdamPDims
+        >>> tx = adamp(1e-2, dims={"torch_kernel": AdamPDims(channel_axis=0),
+        ...                        "blocks": AdamPDims(stack_axes=1)})
+
     References:
         Heo et al., `AdamP <https://arxiv.org/abs/2006.08217>`_, ICLR 2021;
         reference code ``adamp==0.3.0`` (clovaai/AdamP ``7f6f038``).
@@ -270,26 +356,27 @@ def scale_by_adamp(
         The test is decided **per tensor, per step** from the raw gradient
         (channel view, then layer view) and is discontinuous near the
         threshold. **flax layout:** the output channel of flax kernels is the
-        last axis; a torch-style ``channel_axis=0`` groups by input feature /
-        kernel row and silently degrades to layer-wise projection.
-        **Stacked layers** (``nnx.scan``, vmapped blocks) need ``stack_axes``,
-        or the layer view spans all layers. **Zero vs None gradient:** a zero
-        gradient (a frozen / unused tensor in JAX) passes the test, so its
-        decay ratio drops to ``wd_ratio`` and its moments decay, whereas
-        torch skips a ``None`` grad entirely; mask such leaves with
-        ``optax.masked`` / ``optax.set_to_zero``. **Paper vs code:** this is
-        the code: ``|cos|`` (clovaai/AdamP#6), bias corrections, decoupled
-        lr-scaled decay with ``wd_ratio`` and Nesterov are not in the
-        paper's algorithm box. ``channel_axis`` / ``stack_axes`` default to
-        ``None`` (= -1 / 0) so ``optax.inject_hyperparams`` works out of the
-        box; when you set them, or a callable ``project_mask``, list them in
-        its ``static_args``.
+        last axis; a torch-style ``AdamPDims(channel_axis=0)`` groups by input
+        feature / kernel row and silently degrades to layer-wise projection.
+        **Stacked layers** (``nnx.scan``, vmapped blocks) need
+        ``AdamPDims(stack_axes=...)``, or the layer view spans all layers.
+        **Zero vs None gradient:** a zero gradient (a frozen / unused tensor
+        in JAX) passes the test, so its decay ratio drops to ``wd_ratio`` and
+        its moments decay, whereas torch skips a ``None`` grad entirely; mask
+        such leaves with ``optax.masked`` / ``optax.set_to_zero``. **Paper vs
+        code:** this is the code: ``|cos|`` (the paper's equation misses the
+        absolute value; the authors confirmed the code in clovaai/AdamP#6),
+        bias corrections, decoupled lr-scaled decay with ``wd_ratio`` and
+        Nesterov are not in the paper's algorithm box. Under
+        ``optax.inject_hyperparams`` an :class:`AdamPDims` or a pytree of
+        them stays static; a callable ``dims`` must be listed in its
+        ``static_args`` (it would be taken for a schedule).
     """
     _validation.check_unit_interval("b1", b1)
     _validation.check_unit_interval("b2", b2)
     _check_projection_args(eps, delta, wd_ratio, weight_decay)
-    _check_axis_option("channel_axis", channel_axis)
-    _check_axis_option("stack_axes", stack_axes)
+    _check_dims(dims)
+    project = functools.partial(_project_leaf, delta=delta, wd_ratio=wd_ratio, eps=eps)
 
     def init_fn(params):
         return optax.ScaleByAdamState(
@@ -297,37 +384,19 @@ def scale_by_adamp(
             mu=optax.tree.zeros_like(params), nu=optax.tree.zeros_like(params))
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(NO_PARAMS_MSG.format("scale_by_adamp"))
+        _validation.require_params("scale_by_adamp", params)
         updates = _numerics.tree_asarray(updates)  # Python scalars as in optax
         params = _numerics.tree_asarray(params)
         count = optax.safe_increment(state.count)
         t = count.astype(_numerics.tree_stat_dtype(updates))
-        bc1, bc2 = _numerics.one_minus_pow(b1, t), _numerics.one_minus_pow(b2, t)
-
-        def moments(g, m, v):
-            g32 = _numerics.upcast(g)
-            m = b1 * _numerics.upcast(m) + (1 - b1) * g32
-            v = b2 * _numerics.upcast(v) + (1 - b2) * jnp.square(g32)
-            den = jnp.sqrt(v) / jnp.sqrt(bc2) + eps
-            num = b1 * m + (1 - b1) * g32 if nesterov else m
-            return m, v, num / den
-
-        grads, treedef = jax.tree.flatten(updates)
-        p_leaves = treedef.flatten_up_to(params)
-        mu, nu, raw = zip(*map(moments, grads, treedef.flatten_up_to(state.mu),
-                               treedef.flatten_up_to(state.nu))) if grads else ((),) * 3
-        proj = _project_leaves(
-            params, grads, raw, delta=delta, wd_ratio=wd_ratio, eps=eps,
-            channel_axis=channel_axis, stack_axes=stack_axes,
-            project_mask=project_mask)
-        out = [_with_decay(u / bc1, r, p, weight_decay, p.dtype)
-               for (u, r), p in zip(proj, p_leaves)]
-        mu = [m.astype(p.dtype) for m, p in zip(mu, p_leaves)]
-        nu = [v.astype(p.dtype) for v, p in zip(nu, p_leaves)]
-        unflat = lambda xs: jax.tree.unflatten(treedef, xs)  # noqa: E731
-        return (unflat(out),
-                optax.ScaleByAdamState(count=count, mu=unflat(mu), nu=unflat(nu)))
+        leaf = functools.partial(
+            _adamp_leaf, b1=b1, b2=b2, bc1=_numerics.one_minus_pow(b1, t),
+            bc2=_numerics.one_minus_pow(b2, t), eps=eps, nesterov=nesterov,
+            weight_decay=weight_decay, project=project)
+        out = jax.tree.map(leaf, updates, state.mu, state.nu, params,
+                           resolve_dims(dims, params))
+        updates, mu, nu = _numerics.tree_unzip(out, updates, 3)
+        return updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -341,9 +410,7 @@ def adamp(
     delta: float = 0.1,
     wd_ratio: float = 0.1,
     nesterov: bool = False,
-    channel_axis: LeafOption = None,
-    stack_axes: LeafOption = None,
-    project_mask: LeafOption = None,
+    dims: DimsOrFn = None,
 ) -> optax.GradientTransformation:
     """AdamP: ``chain(scale_by_adamp(...), scale_by_learning_rate(lr))``.
 
@@ -359,13 +426,11 @@ def adamp(
         >>> int(state[0].count)
         0
     """
-    _validation.check_positive("learning_rate", learning_rate,
-           allow_schedule=True)
+    _validation.check_learning_rate(learning_rate)
     return optax.chain(
         scale_by_adamp(b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
                        delta=delta, wd_ratio=wd_ratio, nesterov=nesterov,
-                       channel_axis=channel_axis, stack_axes=stack_axes,
-                       project_mask=project_mask),
+                       dims=dims),
         optax.scale_by_learning_rate(learning_rate))
 
 
@@ -377,10 +442,8 @@ def scale_by_sgdp(
     eps: float = 1e-8,
     delta: float = 0.1,
     wd_ratio: float = 0.1,
-    channel_axis: LeafOption = None,
     project_momentum_buffer: bool = True,
-    stack_axes: LeafOption = None,
-    project_mask: LeafOption = None,
+    dims: DimsOrFn = None,
 ) -> optax.GradientTransformation:
     r"""Scales updates by the SGDP rule (``adamp==0.3.0``), without the lr.
 
@@ -406,16 +469,15 @@ def scale_by_sgdp(
         eps: Cosine clamp and additive eps of ``w / (||w|| + eps)``, > 0.
         delta: Scale-invariance threshold factor, > 0. Default 0.1.
         wd_ratio: Decay ratio r on projected tensors, >= 0. Default 0.1.
-        channel_axis: As in :func:`scale_by_adamp` (default ``None`` = ``-1``,
-            flax layout).
         project_momentum_buffer: ``True`` (default) reproduces the reference
             quirk: with ``nesterov=False`` the update *is* the buffer and is
             projected in place, so the stored buffer is the projected one
             (``b_t = μ Π(b_{t-1}) + g_t``). ``False`` keeps the buffer
             unprojected (paper Algorithm 1, ``pytorch-optimizer``). With
             ``nesterov=True`` both agree.
-        stack_axes: As in :func:`scale_by_adamp`.
-        project_mask: As in :func:`scale_by_adamp`.
+        dims: Per-leaf :class:`AdamPDims` (channel axis, stacked layer axes,
+            eligibility), as in :func:`scale_by_adamp` (default ``None`` =
+            ``AdamPDims()``: flax layout).
 
     Returns:
         An ``optax.GradientTransformation`` with an ``optax.TraceState``
@@ -444,40 +506,25 @@ def scale_by_sgdp(
     _validation.check_unit_interval("momentum", momentum)
     _validation.check_range("dampening", dampening, low=0.0, high=1.0)
     _check_projection_args(eps, delta, wd_ratio, weight_decay)
-    _check_axis_option("channel_axis", channel_axis)
-    _check_axis_option("stack_axes", stack_axes)
-    keep_projected = project_momentum_buffer and not nesterov
+    _check_dims(dims)
+    project = functools.partial(_project_leaf, delta=delta, wd_ratio=wd_ratio, eps=eps)
+    no_decay = _numerics.is_static_number(weight_decay) and weight_decay == 0
+    leaf = functools.partial(
+        _sgdp_leaf, momentum=momentum, dampening=dampening, nesterov=nesterov,
+        weight_decay=weight_decay if no_decay else weight_decay / (1 - momentum),
+        keep_projected=project_momentum_buffer and not nesterov, project=project)
 
     def init_fn(params):
         return optax.TraceState(trace=optax.tree.zeros_like(params))
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(NO_PARAMS_MSG.format("scale_by_sgdp"))
+        _validation.require_params("scale_by_sgdp", params)
         updates = _numerics.tree_asarray(updates)  # Python scalars as in optax
         params = _numerics.tree_asarray(params)
-
-        def buffer(g, b):
-            g32 = _numerics.upcast(g)
-            b = momentum * _numerics.upcast(b) + (1 - dampening) * g32
-            return b, (g32 + momentum * b if nesterov else b)
-
-        grads, treedef = jax.tree.flatten(updates)
-        p_leaves = treedef.flatten_up_to(params)
-        bufs, steps = zip(*map(buffer, grads, treedef.flatten_up_to(state.trace))
-                          ) if grads else ((), ())
-        proj = _project_leaves(
-            params, grads, steps, delta=delta, wd_ratio=wd_ratio, eps=eps,
-            channel_axis=channel_axis, stack_axes=stack_axes,
-            project_mask=project_mask)
-        wd = weight_decay if (_numerics.is_static_number(weight_decay) and weight_decay == 0) else (
-            weight_decay / (1 - momentum))
-        out = [_with_decay(d, r, p, wd, p.dtype) for (d, r), p in zip(proj, p_leaves)]
-        if keep_projected:
-            bufs = [d for d, _ in proj]
-        trace = jax.tree.unflatten(
-            treedef, [b.astype(p.dtype) for b, p in zip(bufs, p_leaves)])
-        return jax.tree.unflatten(treedef, out), optax.TraceState(trace=trace)
+        out = jax.tree.map(leaf, updates, state.trace, params,
+                           resolve_dims(dims, params))
+        updates, trace = _numerics.tree_unzip(out, updates, 2)
+        return updates, optax.TraceState(trace=trace)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -491,10 +538,8 @@ def sgdp(
     eps: float = 1e-8,
     delta: float = 0.1,
     wd_ratio: float = 0.1,
-    channel_axis: LeafOption = None,
     project_momentum_buffer: bool = True,
-    stack_axes: LeafOption = None,
-    project_mask: LeafOption = None,
+    dims: DimsOrFn = None,
 ) -> optax.GradientTransformation:
     """SGDP: ``chain(scale_by_sgdp(...), scale_by_learning_rate(lr))``.
 
@@ -509,12 +554,10 @@ def sgdp(
         >>> tx.init(jnp.ones((2, 2)))[0].trace.shape
         (2, 2)
     """
-    _validation.check_positive("learning_rate", learning_rate,
-           allow_schedule=True)
+    _validation.check_learning_rate(learning_rate)
     return optax.chain(
         scale_by_sgdp(momentum=momentum, dampening=dampening, nesterov=nesterov,
                       weight_decay=weight_decay, eps=eps, delta=delta,
-                      wd_ratio=wd_ratio, channel_axis=channel_axis,
-                      project_momentum_buffer=project_momentum_buffer,
-                      stack_axes=stack_axes, project_mask=project_mask),
+                      wd_ratio=wd_ratio,
+                      project_momentum_buffer=project_momentum_buffer, dims=dims),
         optax.scale_by_learning_rate(learning_rate))

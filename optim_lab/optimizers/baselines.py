@@ -13,7 +13,7 @@ from optim_lab import _validation
 
 
 def _check_adam_args(learning_rate, b1, b2, eps, weight_decay=0.0):
-    _validation.check_positive("learning_rate", learning_rate, allow_schedule=True)
+    _validation.check_learning_rate(learning_rate)
     _validation.check_unit_interval("b1", b1)
     _validation.check_unit_interval("b2", b2)
     _validation.check_non_negative("eps", eps)
@@ -46,7 +46,7 @@ def sgd(learning_rate: optax.ScalarOrSchedule, momentum: float = 0.0,
     ``weight_decay`` is coupled (added to the gradient before momentum), as in
     ``torch.optim.SGD``.
     """
-    _validation.check_positive("learning_rate", learning_rate, allow_schedule=True)
+    _validation.check_learning_rate(learning_rate)
     _validation.check_unit_interval("momentum", momentum)
     _validation.check_non_negative("weight_decay", weight_decay)
     tx = optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov)

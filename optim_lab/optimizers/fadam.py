@@ -22,14 +22,14 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from optim_lab import _numerics
-from optim_lab import _validation
+from optim_lab import _numerics, _validation
 
 EPS_MODES = ("min_scaled", "scaled_by_min1", "scaled_by_max1")
 
@@ -98,8 +98,10 @@ def adaptive_eps(rms_g: jax.Array, eps: Any, eps_2: Any, p: Any, mode: str,
     dt = rms_g.dtype
     if mode == "min_scaled":
         scaled = eps_2 * rms_g
-        eps_pow = eps ** (2.0 * p) if _numerics.is_static_number(eps) and _numerics.is_static_number(p) \
-            else jnp.power(jnp.asarray(eps, dt), 2.0 * p)
+        if _numerics.is_static_number(eps) and _numerics.is_static_number(p):
+            eps_pow = eps ** (2.0 * p)
+        else:
+            eps_pow = jnp.power(jnp.asarray(eps, dt), 2.0 * p)
         small = (rms_g > 0) & (scaled < eps)
         return jnp.where(small, _power(scaled, 2.0 * p),
                          jnp.asarray(eps_pow, dt))
@@ -117,20 +119,21 @@ def rms_clip(x: jax.Array, clip: Any) -> jax.Array:
     return x / jnp.maximum(_numerics.rms(x) / clip, 1.0)
 
 
-def _fadam_leaf(g, m, f, theta, lerp_w, b2h, one_minus_b2h, *, eps, eps_2, p,
+def _fadam_leaf(g, mu, fim, theta, *, lerp_w, b2h, one_minus_b2h, eps, eps_2, p,
                 clip, weight_decay, eps_mode):
-    """One tensor's step: ``(output, new mu, new fim)`` in float32 / float64."""
-    g = _numerics.upcast(g)
-    b2h, one_minus_b2h = b2h.astype(g.dtype), one_minus_b2h.astype(g.dtype)
-    f = b2h * _numerics.upcast(f) + one_minus_b2h * g * g
-    e = adaptive_eps(_numerics.rms(g), eps, eps_2, p, eps_mode, f)
+    """One tensor's step: ``(output, new mu, new fim)`` in the dtypes of
+    ``g``, ``mu`` and ``fim``; computed in float32 (float64 for float64)."""
+    g32 = _numerics.upcast(g)
+    b2h, one_minus_b2h = b2h.astype(g32.dtype), one_minus_b2h.astype(g32.dtype)
+    f = b2h * _numerics.upcast(fim) + one_minus_b2h * g32 * g32
+    e = adaptive_eps(_numerics.rms(g32), eps, eps_2, p, eps_mode, f)
     den = _power(f, p) + e
-    m = _numerics.upcast(m)
-    m = m + lerp_w * (rms_clip(g / den, clip) - m)  # torch.lerp, weight < 0.5
-    if _numerics.is_static_number(weight_decay) and weight_decay == 0:
-        return m, m, f
-    wn = rms_clip(_numerics.upcast(theta) / den, clip)
-    return weight_decay * wn + m, m, f
+    m = _numerics.upcast(mu)
+    m = m + lerp_w * (rms_clip(g32 / den, clip) - m)  # torch.lerp, weight < 0.5
+    out = m
+    if not (_numerics.is_static_number(weight_decay) and weight_decay == 0):
+        out = weight_decay * rms_clip(_numerics.upcast(theta) / den, clip) + m
+    return out.astype(g.dtype), m.astype(mu.dtype), f.astype(fim.dtype)
 
 
 def scale_by_fadam(
@@ -250,38 +253,31 @@ def scale_by_fadam(
     _validation.check_non_negative("weight_decay", weight_decay)
     _validation.check_choice("eps_mode", eps_mode, EPS_MODES)
 
-    def state_dtype(dtype, x):
-        return jnp.dtype(dtype) if dtype is not None else _numerics.stat_dtype(x)
+    def zeros_leaf(x, dtype):
+        dtype = jnp.dtype(dtype) if dtype is not None else _numerics.stat_dtype(x)
+        return jnp.zeros(x.shape, dtype)
 
     def init_fn(params):
         params = _numerics.tree_asarray(params)  # Python scalars as in optax
-        zeros = lambda dt: jax.tree.map(  # noqa: E731
-            lambda x: jnp.zeros(x.shape, state_dtype(dt, x)), params)
-        return ScaleByFAdamState(count=jnp.zeros([], jnp.int32),
-                                 mu=zeros(mu_dtype), fim=zeros(fim_dtype))
+        return ScaleByFAdamState(
+            count=jnp.zeros([], jnp.int32),
+            mu=jax.tree.map(lambda x: zeros_leaf(x, mu_dtype), params),
+            fim=jax.tree.map(lambda x: zeros_leaf(x, fim_dtype), params))
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("scale_by_fadam needs the current parameters (the "
-                             "natural weight decay is theta / D): call "
-                             "update(updates, state, params).")
+        _validation.require_params("scale_by_fadam", params,
+                                   "the natural weight decay is theta / D")
         updates = _numerics.tree_asarray(updates)  # Python scalars as in optax
         params = _numerics.tree_asarray(params)
         count = optax.safe_increment(state.count)
         b2h, one_minus_b2h = debiased_b2(b2, count)
-        lerp_w = 1.0 - b1
-        treedef = jax.tree.structure(updates)
-        outs = [_fadam_leaf(g, m, f, th, lerp_w, b2h, one_minus_b2h, eps=eps,
-                            eps_2=eps_2, p=p, clip=clip,
-                            weight_decay=weight_decay, eps_mode=eps_mode)
-                for g, m, f, th in zip(treedef.flatten_up_to(updates),
-                                       treedef.flatten_up_to(state.mu),
-                                       treedef.flatten_up_to(state.fim),
-                                       treedef.flatten_up_to(params))]
-        cast = lambda i, ref: treedef.unflatten(  # noqa: E731
-            [o[i].astype(r.dtype) for o, r in zip(outs, treedef.flatten_up_to(ref))])
-        return cast(0, updates), ScaleByFAdamState(count=count, mu=cast(1, state.mu),
-                                                   fim=cast(2, state.fim))
+        leaf = functools.partial(
+            _fadam_leaf, lerp_w=1.0 - b1, b2h=b2h, one_minus_b2h=one_minus_b2h,
+            eps=eps, eps_2=eps_2, p=p, clip=clip, weight_decay=weight_decay,
+            eps_mode=eps_mode)
+        out = jax.tree.map(leaf, updates, state.mu, state.fim, params)
+        updates, mu, fim = _numerics.tree_unzip(out, updates, 3)
+        return updates, ScaleByFAdamState(count=count, mu=mu, fim=fim)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -318,8 +314,7 @@ def fadam(
         >>> [round(float(x), 4) for x in params]  # torch FAdam: [0.8704, -0.8704]
         [0.8704, -0.8704]
     """
-    _validation.check_positive("learning_rate", learning_rate,
-           allow_schedule=True)
+    _validation.check_learning_rate(learning_rate)
     return optax.chain(
         scale_by_fadam(b1=b1, b2=b2, eps=eps, eps_2=eps_2, p=p, clip=clip,
                        weight_decay=weight_decay, eps_mode=eps_mode,

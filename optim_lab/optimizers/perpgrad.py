@@ -35,8 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optim_lab import _numerics
-from optim_lab import _validation
+from optim_lab import _numerics, _validation
 
 _EPS = 1e-30
 SCOPES = ("leaf", "global")
@@ -120,9 +119,7 @@ def orthograd(
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("orthograd needs `params` in update(); pass the "
-                             "current parameters as the third argument.")
+        _validation.require_params("orthograd", params)
         updates = _numerics.tree_asarray(updates)  # Python scalars as in optax
         params = _numerics.tree_asarray(params)
         if scope == "leaf":

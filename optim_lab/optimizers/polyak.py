@@ -44,8 +44,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optim_lab import _numerics
-from optim_lab import _validation
+from optim_lab import _numerics, _validation
 
 VARIANTS = ("sps", "sps+", "plus")  # "plus" is an alias of "sps+"
 
@@ -102,7 +101,7 @@ def _polyak_step(gap, sq_norm, c, cap, value, dtype):
 
 
 def _check_common(learning_rate, beta, c, lower_bound) -> None:
-    _validation.check_positive("learning_rate", learning_rate, allow_schedule=True)
+    _validation.check_learning_rate(learning_rate)
     _validation.check_unit_interval("beta", beta)
     _validation.check_positive("c", c)
     _validation.check_range("lower_bound", lower_bound)
@@ -200,10 +199,10 @@ def alr_smag(
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
         del extra_args
         _check_value("alr_smag", value)
-        if decay and params is None:
-            raise ValueError("alr_smag with weight_decay > 0 (or injected by "
-                             "optax.inject_hyperparams) needs `params` in "
-                             "update(); pass the current parameters.")
+        if decay:
+            _validation.require_params(
+                "alr_smag", params,
+                "weight_decay > 0, or injected by optax.inject_hyperparams")
         updates = _numerics.tree_asarray(updates)
         params = _numerics.tree_asarray(params)
         dtype = state.tau.dtype

@@ -28,11 +28,7 @@ from typing import Any
 import optax
 
 from optim_lab import _registry
-from optim_lab.optimizers import adamp
-from optim_lab.optimizers import baselines
-from optim_lab.optimizers import fadam
-from optim_lab.optimizers import perpgrad
-from optim_lab.optimizers import polyak
+from optim_lab.optimizers import adamp, baselines, fadam, perpgrad, polyak
 
 ORTHOGRAD_PREFIX = "orthograd_"
 _ORTHOGRAD_ARGS = {"orthograd_scope": "scope",
@@ -75,6 +71,12 @@ _ENTRIES: dict[str, Entry] = {
     "alr_hb": Entry(polyak.alr_hb, baseline=("sgd", {"momentum": 0.9}),
                     needs_value=True, test_hparams={"learning_rate": 1.0}),
 }
+
+# name -> constructor, for every name ``build`` accepts (``orthograd_<name>``
+# builds ``<name>``'s constructor, then wraps it).
+_CONSTRUCTORS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    prefix + name: entry.constructor
+    for prefix in ("", ORTHOGRAD_PREFIX) for name, entry in _ENTRIES.items()}
 
 
 def names(*, with_orthograd: bool = False) -> tuple[str, ...]:
@@ -130,11 +132,22 @@ def build(name: str, learning_rate: optax.ScalarOrSchedule,
           **hyperparameters: Any) -> optax.GradientTransformationExtraArgs:
     """Builds optimizer ``name``; ``None``-valued hyperparameters mean default.
 
+    The constructor is looked up, its keyword arguments checked and called by
+    :func:`optim_lab._registry.build` (the lab's one registry mechanism); an
+    ``orthograd_`` name is then wrapped in ⊥Grad, built the same way from the
+    ``orthograd_*`` hyperparameters.
+
     Raises:
         ValueError: unknown name, a hyperparameter the optimizer does not take,
             or an out-of-range value (the message names the field).
+
+    Examples:
+        >>> from optim_lab.optimizers import registry
+        >>> tx = registry.build("orthograd_sgd", 0.1, momentum=0.9, orthograd_scope="global")
+        >>> len(tx.init({"w": 1.0}))  # (⊥Grad, sgd)
+        2
     """
-    entry = get(name)
+    get(name)  # an unknown name: the message also mentions the orthograd_ variants
     hp = {k: v for k, v in hyperparameters.items() if v is not None}
     wrap = name.startswith(ORTHOGRAD_PREFIX)
     ortho_keys = [k for k in hp if k in _ORTHOGRAD_ARGS]
@@ -142,12 +155,9 @@ def build(name: str, learning_rate: optax.ScalarOrSchedule,
         raise ValueError(f"optimizer.{ortho_keys[0]}: only valid for "
                          f"'{ORTHOGRAD_PREFIX}*' optimizers, not {name!r}")
     ortho = {_ORTHOGRAD_ARGS[k]: hp.pop(k) for k in ortho_keys}
-    _registry.check_kwargs("optimizer", name, entry.constructor, hp,
-                           reserved=("learning_rate",))
-    try:
-        tx = entry.constructor(learning_rate, **hp)
-        if wrap:
-            tx = optax.chain(perpgrad.orthograd(**ortho), tx)
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"optimizer ({name}): {e}") from e
+    tx = _registry.build("optimizer", name, _CONSTRUCTORS, learning_rate,
+                         reserved=("learning_rate",), **hp)
+    if wrap:
+        tx = optax.chain(
+            _registry.build("optimizer", name, {name: perpgrad.orthograd}, **ortho), tx)
     return optax.with_extra_args_support(tx)

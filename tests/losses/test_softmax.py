@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optim_lab import softmax_cross_entropy
-from optim_lab import stablemax_cross_entropy
+from optim_lab import softmax_cross_entropy, stablemax_cross_entropy
 from optim_lab.losses import registry
+
 from tolerances import assert_close
 
 CROSS_ENTROPIES = [softmax_cross_entropy, stablemax_cross_entropy]
@@ -35,6 +35,9 @@ def test_float32_loss_is_exactly_zero_past_collapse_gap():
 def test_registry_errors():
     with pytest.raises(ValueError, match="loss must be one of 'softmax', 'stablemax'"):
         registry.get("hinge")
+    with pytest.raises(ValueError, match=r"got 'stablemx' \(did you mean 'stablemax'\?\)"):
+        registry.get("stablemx")
+    assert registry.get("softmax") is softmax_cross_entropy
     with pytest.raises(ValueError, match="loss_dtype must be one of 16, 32, 64"):
         registry.dtype_from_bits(8)
     if not jax.config.jax_enable_x64:

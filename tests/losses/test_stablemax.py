@@ -1,13 +1,13 @@
-"""StableMax: reference-formula parity, NaN traps, API (spec §2, §11)."""
+"""StableMax: parity with the reference formula (s(z) = z + 1 for z >= 0, else
+1 / (1 - z), normalised), its NaN traps and the API."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optim_lab import log_stablemax
-from optim_lab import stablemax
-from optim_lab import stablemax_cross_entropy
+from optim_lab import log_stablemax, stablemax, stablemax_cross_entropy
+
 from tolerances import F32, assert_close
 
 

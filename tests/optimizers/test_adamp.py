@@ -1,24 +1,27 @@
-"""AdamP / SGDP: golden parity with ``adamp==0.3.0`` and the spec's edge cases.
+"""AdamP / SGDP: golden parity with ``adamp==0.3.0`` and the edge cases of the
+AdamP spec (zero weights, zero gradients, vectors, flax layout, stacked layers).
 
 Goldens come from ``tests/golden/gen_adamp.py`` (torch layout); here every
 kernel is transposed to flax layout and the transforms run with their default
-``channel_axis=-1``. The gradient streams are recomputed from the JAX weights
-with the generator's own (numpy-only) functions.
+``AdamPDims()`` (``channel_axis=-1``). The gradient streams are recomputed from
+the JAX weights with the generator's own (numpy-only) functions.
 """
 
 from __future__ import annotations
 
 import functools
 
+import gen_adamp
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import gen_adamp
-import goldens
 from optim_lab.optimizers import adamp as adamp_lib
+from optim_lab.optimizers.adamp import AdamPDims
+
+import goldens
 from tolerances import F32, assert_close, ulp
 
 # torch layout -> flax layout: Linear (out, in) -> (in, out);
@@ -76,10 +79,12 @@ def run_jax(file: str, config: dict, kind: str, steps: int = gen_adamp.STEPS,
 
 
 def assert_close_to_reference(actual, desired, step: int, msg: str) -> None:
-    """Spec §10 tolerances plus a float32 rounding budget for long runs, in eps.
+    """The AdamP spec's parity tolerances (one step ``rtol=1e-6, atol=1e-7``;
+    200 steps ``rtol=1e-5, atol=1e-6``) plus a float32 rounding budget for long
+    runs, in eps.
 
-    One step: 8 float32 eps (spec: ``rtol=1e-6``) element-wise, absolute below
-    |p| = 0.1 (spec: ``atol=1e-7``). After ``step`` steps: ``92 + step / 2``
+    One step: 8 float32 eps (``rtol=1e-6``) element-wise, absolute below
+    |p| = 0.1 (``atol=1e-7``). After ``step`` steps: ``92 + step / 2``
     eps of the tensor's scale (max |desired|, i.e. normwise): 84 eps (1e-5) +
     8 (one step), and half an eps per step for each side. Why: decay is a tiny
     multiplicative step (``lr·wd·r`` = 1e-5 in the ``zero`` stream) that
@@ -141,7 +146,9 @@ def test_matches_reference_goldens_float64(file, cname, kind):
 
 
 def test_goldens_hit_every_branch():
-    """The streams exercise none / channel / layer as the spec's recipe says."""
+    """The streams exercise none / channel / layer as the parity recipe needs:
+    Gaussian gradients never project the kernels, channel-orthogonal and zero
+    gradients take the channel branch, the layer-only stream the layer branch."""
     arrays, _ = _golden("adamp")
     b = {kind: arrays[f"branch/nesterov0_wd0/{kind}"] for kind in gen_adamp.STREAMS}
     conv, lin, lin_si, zero_k = range(4)
@@ -166,7 +173,7 @@ def test_layer_only_gradient_returns_wd_ratio_through_layer_branch():
     g = _layer_only_grad(p)
     u = np.random.default_rng(1).standard_normal(p.shape).astype(np.float32)
     out = adamp_lib.projection(jnp.asarray(p), jnp.asarray(g), jnp.asarray(u),
-                               wd_ratio=0.1, channel_axis=0)
+                               AdamPDims(channel_axis=0), wd_ratio=0.1)
     assert int(out.branch) == adamp_lib.BRANCH_LAYER
     np.testing.assert_array_equal(np.asarray(out.ratio).ravel(), np.float32([0.1]))
     # the whole-tensor radial component is gone, per-row ones are not: a
@@ -180,12 +187,13 @@ def test_radial_gradient_never_projects_and_pure_gaussian_sometimes_does():
     rng = np.random.default_rng(0)
     p = rng.standard_normal((16, 32)).astype(np.float32)
     proj = jax.jit(jax.vmap(lambda g: adamp_lib.projection(
-        jnp.asarray(p), g, g, channel_axis=0).branch))
+        jnp.asarray(p), g, g, AdamPDims(channel_axis=0)).branch))
     noise = rng.standard_normal((2000, 16, 32)).astype(np.float32)
     radial = np.stack([gen_adamp._radial(p, n).reshape(p.shape) for n in noise[:200]])
     assert (np.asarray(proj(jnp.asarray(radial, jnp.float32))) == 0).all()
     # Gaussian: never the channel branch, but the layer view fires with
-    # probability P(|N(0,1)| < 0.1) = 0.080 (spec §4's "never" holds per row only).
+    # probability P(|N(0,1)| < 0.1) = 0.080 (the threshold argument, |cos| ≈
+    # 1/sqrt(dim) >> delta/sqrt(dim) for random directions, holds per row only).
     b = np.asarray(proj(jnp.asarray(noise)))
     assert not (b == 1).any()
     assert 0.06 < (b == 2).mean() < 0.10
@@ -198,7 +206,8 @@ def test_flax_layout_matches_torch_layout_with_channel_axis_0():
         g = gen_adamp._channel_orthogonal(p, rng.standard_normal(shape)).reshape(shape)
         g = g.astype(np.float32)
         u = rng.standard_normal(shape).astype(np.float32)
-        torch_out = adamp_lib.projection(*map(jnp.asarray, (p, g, u)), channel_axis=0)
+        torch_out = adamp_lib.projection(*map(jnp.asarray, (p, g, u)),
+                                         AdamPDims(channel_axis=0))
         flax_out = adamp_lib.projection(*map(jnp.asarray, map(to_flax, (p, g, u))))
         assert int(torch_out.branch) == int(flax_out.branch) == adamp_lib.BRANCH_CHANNEL
         # same math, another reduction order: 8 eps of the tensor's scale
@@ -206,12 +215,17 @@ def test_flax_layout_matches_torch_layout_with_channel_axis_0():
                      np.asarray(torch_out.update), ulps=8)
         # the wrong axis (torch-style 0 on a flax kernel) degrades to the layer branch
         wrong = adamp_lib.projection(*map(jnp.asarray, map(to_flax, (p, g, u))),
-                                     channel_axis=0)
+                                     AdamPDims(channel_axis=0))
         assert int(wrong.branch) == adamp_lib.BRANCH_LAYER
 
 
 def _one_step(tx, params, grads):
     return tx.update(grads, tx.init(params), params)[0]
+
+
+def _assert_trees_equal(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
 def test_vectors_never_projected_and_mask_override():
@@ -224,12 +238,12 @@ def test_vectors_never_projected_and_mask_override():
     tol = dict(ulps=8, scale=0)  # products, no cancellation: element-wise
     assert_close(out["b"], params["b"], **tol)        # r = 1
     assert_close(out["w"], 0.1 * params["w"], **tol)  # r = 0.1
-    for mask in ({"w": False, "b": False}, lambda p: jax.tree.map(lambda _: False, p)):
-        out = _one_step(adamp_lib.scale_by_sgdp(project_mask=mask, **sgd_like),
-                        params, grads)
+    off = AdamPDims(project=False)
+    for dims in (off, {"w": off, "b": None}, lambda p: jax.tree.map(lambda _: off, p)):
+        out = _one_step(adamp_lib.scale_by_sgdp(dims=dims, **sgd_like), params, grads)
         assert_close(out["w"], params["w"], **tol)
-    out = _one_step(adamp_lib.scale_by_sgdp(project_mask={"w": True, "b": True},
-                                            **sgd_like), params, grads)
+    out = _one_step(adamp_lib.scale_by_sgdp(dims=AdamPDims(project=True), **sgd_like),
+                    params, grads)
     assert_close(out["b"], 0.1 * params["b"], **tol)
 
 
@@ -243,7 +257,7 @@ def test_zero_weights_no_nan_projection_noop_and_wd_ratio():
     for fn, kw in ((adamp_lib.adamp, dict(learning_rate=1e-2, weight_decay=1e-2)),
                    (adamp_lib.sgdp, dict(learning_rate=0.1, momentum=0.9))):
         out = _one_step(fn(**kw), params, g)["w"]
-        plain = _one_step(fn(project_mask=False, **kw), params, g)["w"]
+        plain = _one_step(fn(dims=AdamPDims(project=False), **kw), params, g)["w"]
         assert np.isfinite(np.asarray(out)).all()
         np.testing.assert_array_equal(out, plain)
     # the Adam update of a zero tensor equals unprojected Adam (optax's
@@ -317,12 +331,12 @@ def test_stack_axes_equals_per_layer_runs():
     g[1] = to_flax(gen_adamp._channel_orthogonal(to_torch(np.asarray(w[1])),
                                                  g[1].T).astype(np.float32))
     g = jnp.asarray(g)
-    tx = adamp_lib.adamp(1e-2, weight_decay=1e-2, stack_axes=1)
+    tx = adamp_lib.adamp(1e-2, weight_decay=1e-2, dims=AdamPDims(stack_axes=1))
     stacked = _one_step(tx, w, g)
     single = adamp_lib.adamp(1e-2, weight_decay=1e-2)
     for i in range(3):
         assert_close(stacked[i], _one_step(single, w[i], g[i]), ulps=8)
-    branches = adamp_lib.projection(w, g, g, stack_axes=1).branch
+    branches = adamp_lib.projection(w, g, g, AdamPDims(stack_axes=1)).branch
     np.testing.assert_array_equal(branches, [0, 1, 0])
 
 
@@ -367,9 +381,68 @@ def test_invalid_hyperparameters(fn, kwargs, name):
 
 
 def test_bad_channel_axis_raises():
-    tx = adamp_lib.adamp(1e-3, channel_axis=2)
-    with pytest.raises(ValueError, match="channel_axis"):
+    tx = adamp_lib.adamp(1e-3, dims=AdamPDims(channel_axis=2))
+    with pytest.raises(ValueError, match=r"dims.channel_axis must be in \[-2, 2\)"):
         tx.update(jnp.ones((2, 2)), tx.init(jnp.ones((2, 2))), jnp.ones((2, 2)))
+
+
+@pytest.mark.parametrize("dims,error,match", [
+    (0, TypeError, "dims must be an AdamPDims"),
+    ({"w": -1}, TypeError, "got a leaf -1"),
+    (AdamPDims(channel_axis=0.0), TypeError, "dims.channel_axis must be an int"),
+    (AdamPDims(stack_axes=-1), ValueError, "dims.stack_axes must be an int >= 0"),
+    (AdamPDims(project=1), TypeError, "dims.project must be None, True or False"),
+])
+def test_invalid_dims_raise_at_construction(dims, error, match):
+    for fn in (adamp_lib.adamp, adamp_lib.sgdp):
+        with pytest.raises(error, match=match):
+            fn(1e-3, dims=dims)
+
+
+def test_invalid_dims_from_a_callable_raise_at_update():
+    tx = adamp_lib.adamp(1e-3, dims=lambda p: {"w": 0})
+    params = {"w": jnp.ones((2, 2))}
+    with pytest.raises(TypeError, match="dims must be an AdamPDims"):
+        tx.update(params, tx.init(params), params)
+
+
+def test_dims_forms_agree():
+    """One spec, a prefix pytree with None = default, and a callable: the same
+    per-leaf decisions (torch-layout ``w``, default ``b``)."""
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.standard_normal((6, 5)), jnp.float32),
+              "b": {"v": jnp.asarray(rng.standard_normal(5), jnp.float32)}}
+    grads = jax.tree.map(lambda x: 0.1 * x[::-1], params)
+    torch = AdamPDims(channel_axis=0)
+    forms = [{"w": torch, "b": None}, {"w": torch, "b": {"v": AdamPDims()}},
+             lambda p: {"w": torch, "b": None}]
+    outs = [_one_step(adamp_lib.scale_by_adamp(weight_decay=0.5, dims=d), params, grads)
+            for d in forms]
+    for out in outs[1:]:
+        _assert_trees_equal(out, outs[0])
+    resolved = adamp_lib.resolve_dims(forms[0], params)
+    assert resolved == {"w": torch, "b": {"v": AdamPDims()}}
+    # a spec for every leaf is the same as the default where it is the default
+    _assert_trees_equal(
+        _one_step(adamp_lib.scale_by_adamp(dims=AdamPDims()), params, grads),
+        _one_step(adamp_lib.scale_by_adamp(), params, grads))
+
+
+def test_dims_stay_static_under_inject_hyperparams():
+    """An AdamPDims (or a pytree of them) is not a number: inject_hyperparams
+    keeps it static, so no ``static_args`` are needed; a callable ``dims`` must
+    be listed in ``static_args``."""
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.standard_normal((3, 6, 5)), jnp.float32)
+    g = jnp.asarray(rng.standard_normal((3, 6, 5)), jnp.float32)
+    for dims, static in ((AdamPDims(stack_axes=1), ()),
+                         (lambda p: AdamPDims(stack_axes=1), ("dims",))):
+        tx = optax.inject_hyperparams(adamp_lib.adamp, static_args=static)(
+            learning_rate=1e-2, weight_decay=1e-2, dims=dims)
+        plain = adamp_lib.adamp(1e-2, weight_decay=1e-2, dims=AdamPDims(stack_axes=1))
+        got = jax.jit(tx.update)(g, tx.init(w), w)[0]
+        # traced b1, b2 form 1 - b in float32 (Python floats: in float64)
+        assert_close(got, _one_step(plain, w, g), ulps=84)
 
 
 # --- live comparison against the installed reference ------------------------

@@ -10,7 +10,9 @@ made of NamedTuples; works in ``optax.chain``, ``optax.masked``,
 ``optax.MultiSteps`` and ``optax.inject_hyperparams`` (a learning rate changed
 mid-run takes effect); ignores unrelated extra args; keeps bf16 params bf16;
 treats a Python-float parameter leaf as optax does; rejects invalid
-hyperparameters with a ``ValueError`` naming them.
+hyperparameters, and ±inf / NaN for every float hyperparameter, with a
+``ValueError`` naming them. The minimisation checks run the shared scan loop,
+``optim_lab.training.minimise.minimise``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import numpy as np
 import optax
 import pytest
 
-import problems
 from optim_lab.optimizers import registry
+from optim_lab.training.minimise import minimise
+
+import problems
 from tolerances import assert_close
 
 ORTHOGRAD_VARIANTS = ("orthograd_adamw", "orthograd_adamp")
@@ -61,20 +65,10 @@ def _assert_trees_equal(a, b):
 
 
 def _minimise(tx, problem, steps):
+    """Final loss and per-step losses of ``steps`` steps (the shared scan loop)."""
     loss_fn, params, _ = problem
-
-    @jax.jit
-    def run(params):
-        def body(carry, _):
-            params, state = carry
-            value, grads = jax.value_and_grad(loss_fn)(params)
-            updates, state = tx.update(grads, state, params, value=value)
-            return (optax.apply_updates(params, updates), state), value
-        (params, _), values = jax.lax.scan(body, (params, tx.init(params)), None,
-                                           length=steps)
-        return loss_fn(params), values
-
-    return run(params)
+    out = jax.jit(lambda p: minimise(tx, loss_fn, p, steps))(params)
+    return loss_fn(out.params), out.values
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -242,3 +236,16 @@ def test_invalid_hyperparameters_raise_naming_the_argument(name):
     for key in checked:
         with pytest.raises(ValueError, match=key):
             build(name, **{key: INVALID[key]})
+
+
+@pytest.mark.parametrize("name", registry.names())
+@pytest.mark.parametrize("value", [float("inf"), -float("inf"), float("nan")],
+                         ids=["inf", "-inf", "nan"])
+def test_non_finite_float_hyperparameters_raise_naming_the_argument(name, value):
+    """Every float hyperparameter (and the learning rate) refuses ±inf and NaN."""
+    accepted = inspect.signature(registry.get(name).constructor).parameters
+    floats = [k for k, p in accepted.items() if isinstance(p.default, float)]
+    assert floats
+    for key in ["learning_rate", *floats]:
+        with pytest.raises(ValueError, match=rf"\b{key} must be"):
+            build(name, **{key: value})

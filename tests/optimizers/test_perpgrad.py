@@ -1,14 +1,15 @@
 """⊥Grad: golden parity with pytorch-optimizer 4.1.0, invariants, API errors."""
 
+import gen_orthograd
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import gen_orthograd
-import goldens
 from optim_lab import orthograd
+
+import goldens
 from tolerances import F32, assert_close, ulp
 
 
@@ -69,7 +70,7 @@ def test_matches_pytorch_optimizer_goldens_float64(base, make_tx):
 
 @pytest.mark.parametrize("base,make_tx", BASES)
 def test_matches_pytorch_optimizer_goldens_float32(base, make_tx):
-    """float32: step 1 at the spec's per-step tolerance; 200 steps at the noise floor.
+    """float32: step 1 at the per-step parity tolerance; 200 steps at the noise floor.
 
     Over 200 float32 steps the reduction order alone moves a few elements by
     up to 2.9e-6 beyond ``rtol=1e-5`` (torch float32 itself departs from torch

@@ -1,24 +1,28 @@
 """ALR-SMAG / ALR-HB: step-back goldens, float64 NumPy oracles, edge cases, API.
 
-The oracles below are transcriptions of ``shared/specs/polyak_momentum.md``
-(§2 for ALR-SMAG, §3 for ALR-HB) written in float64 NumPy, independent of the
-JAX code. All trajectories replay the minibatch least-squares stream stored in
-``tests/golden/polyak_alr_smag.npz`` (see ``tests/golden/gen_polyak.py``).
+The oracles below transcribe the update rules of the Polyak-momentum spec
+(ALR-SMAG: the moving-averaged-gradient form with Schaipp's decoupled decay;
+ALR-HB: the heavy-ball form derived from the same bound) in float64 NumPy,
+independent of the JAX code. All trajectories replay the minibatch
+least-squares stream stored in ``tests/golden/polyak_alr_smag.npz`` (see
+``tests/golden/gen_polyak.py``).
 """
 
 from __future__ import annotations
 
 import flax.nnx as nnx
+import gen_polyak
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import gen_polyak
-import goldens
 from optim_lab import alr_hb, alr_smag
 from optim_lab.optimizers import polyak
+from optim_lab.training.minimise import minimise
+
+import goldens
 from tolerances import F32, F64, assert_close
 
 SPLIT = gen_polyak.SPLIT
@@ -45,7 +49,10 @@ def _ls_loss_grad(a, b, rows, x):
 
 def oracle_alr_smag(a, b, idx, *, lr, beta=0.9, c=1.0, lb=0.0, weight_decay=0.0,
                     variant="sps", steps=None):
-    """Spec §2 in float64: d ← βd + g; τ = min(lr_k, (f−lb)/(c‖d‖²)); x ← (1−λτ)x − τd."""
+    """ALR-SMAG in float64.
+
+    d ← βd + g; τ = min(lr_k, (f−lb)/(c‖d‖²)); x ← (1−λτ)x − τd.
+    """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     x, d = np.zeros(a.shape[1]), np.zeros(a.shape[1])
     xs, taus, t1s, losses = [], [], [], []
@@ -66,7 +73,10 @@ def oracle_alr_smag(a, b, idx, *, lr, beta=0.9, c=1.0, lb=0.0, weight_decay=0.0,
 
 
 def oracle_alr_hb(a, b, idx, *, lr, beta=0.9, c=1.0, lb=0.0, steps=None):
-    """Spec §3 in float64: α = min([f−lb+β⟨g,Δ⟩]₊/(c‖g‖²), lr); x ← x − αg + βΔ."""
+    """ALR-HB in float64.
+
+    α = min([f−lb+β⟨g,Δ⟩]₊/(c‖g‖²), lr); x ← x − αg + βΔ.
+    """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     x, delta = np.zeros(a.shape[1]), np.zeros(a.shape[1])
     xs, alphas = [], []
@@ -92,18 +102,12 @@ def jax_run(tx, a, b, idx, dtype=jnp.float32, steps=None):
         x = jnp.concatenate([p["a"], p["b"]])
         return 0.5 * jnp.mean((a[rows] @ x - b[rows]) ** 2)
 
-    def body(carry, rows):
-        p, s = carry
-        value, g = jax.value_and_grad(loss_fn)(p, rows)
-        u, s = tx.update(g, s, p, value=value)
-        p = optax.apply_updates(p, u)
-        return (p, s), (jnp.concatenate([p["a"], p["b"]]), s.tau,
-                        getattr(s, "t1", s.tau))
+    def record(p, s):
+        return jnp.concatenate([p["a"], p["b"]]), s.tau, getattr(s, "t1", s.tau)
 
     p0 = {"a": jnp.zeros(SPLIT, dtype), "b": jnp.zeros(a.shape[1] - SPLIT, dtype)}
-    _, (xs, taus, t1s) = jax.jit(lambda p: jax.lax.scan(
-        body, (p, tx.init(p)), idx))(p0)
-    return np.asarray(xs), np.asarray(taus), np.asarray(t1s)
+    out = jax.jit(lambda p: minimise(tx, loss_fn, p, batches=idx, record=record))(p0)
+    return tuple(np.asarray(r) for r in out.records)
 
 
 def smag_from(config, **kw):
@@ -244,7 +248,7 @@ def test_cap_schedule_matches_oracle(golden):
                                  dict(lr=0.1, beta=0.9, c=1.0),
                                  dict(lr=0.03, beta=0.99, c=1.0, lb=0.01)], ids=str)
 def test_alr_hb_matches_float64_oracle(golden, cfg):
-    """200 steps under x64 at 4.5e6 float64 eps = 1e-9 (spec: 100), params and α.
+    """200 steps under x64 at 4.5e6 float64 eps = 1e-9, params and α.
 
     Configs that converge on this stream; with a cap ≥ 0.3 and β ≥ 0.9 the
     derived stochastic ALR-HB diverges here, and chaos amplifies rounding.
@@ -480,7 +484,8 @@ def test_nnx_optimizer_forwards_value():
 
 
 def test_quadratic_alr_hb_beats_constant_step_heavy_ball():
-    """Spec §3: d=50, κ=1e3, f*=0, 500 steps; HB step 1/L (L = 1)."""
+    """The Polyak spec's quadratic check: d=50, κ=1e3, f*=0, 500 steps; ALR-HB
+    beats heavy ball with the constant step 1/L (L = 1)."""
     lam = jnp.logspace(-3, 0, 50)
     x0 = jnp.asarray(np.random.default_rng(0).standard_normal(50), jnp.float32)
 
@@ -488,13 +493,7 @@ def test_quadratic_alr_hb_beats_constant_step_heavy_ball():
         return 0.5 * jnp.sum(lam * x ** 2)
 
     def run(tx):
-        def body(carry, _):
-            x, s = carry
-            v, g = jax.value_and_grad(f)(x)
-            u, s = tx.update(g, s, x, value=v)
-            return (x + u, s), None
-        (x, _), _ = jax.lax.scan(body, (x0, tx.init(x0)), None, length=500)
-        return float(f(x))
+        return float(f(minimise(tx, f, x0, 500).params))
 
     for beta in (0.5, 0.9, 0.99):
         hb = run(optax.sgd(1.0, momentum=beta))

@@ -8,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-import problems
 from optim_lab import alr_smag, orthograd, with_state_dtype
+
+import problems
 
 X64 = jax.enable_x64
 F32_EPS = float(jnp.finfo(jnp.float32).eps)
