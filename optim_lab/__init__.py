@@ -12,6 +12,7 @@ from optim_lab.losses.softmax import softmax_cross_entropy as softmax_cross_entr
 from optim_lab.losses.stablemax import log_stablemax as log_stablemax
 from optim_lab.losses.stablemax import stablemax as stablemax
 from optim_lab.losses.stablemax import stablemax_cross_entropy as stablemax_cross_entropy
+from optim_lab.optimizers.adamp import AdamPDims as AdamPDims
 from optim_lab.optimizers.adamp import adamp as adamp
 from optim_lab.optimizers.adamp import scale_by_adamp as scale_by_adamp
 from optim_lab.optimizers.adamp import scale_by_sgdp as scale_by_sgdp
@@ -40,6 +41,7 @@ from optim_lab.schedules.refined import refined_from_run as refined_from_run
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdamPDims",
     "LatePeakWarning",
     "adamp",
     "alr_hb",
