@@ -217,7 +217,8 @@ def _die_with_parent() -> None:
 # -- the supervisor -------------------------------------------------------------
 
 _RUNTIME_LOG = re.compile(r"^[EF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
-_NOISE = re.compile(r"^\[Gloo\] Rank \d+ is connected to \d+ peer ranks")
+# gloo's connection notices (two threads may interleave them on one line)
+_NOISE = re.compile(r"\[Gloo\] Rank|^\d+ is connected to \d+ peer ranks")
 
 
 def supervise(s: Settings, debug: bool = False) -> int:
@@ -251,7 +252,7 @@ def supervise(s: Settings, debug: bool = False) -> int:
 
     def pump_stdout():  # the gloo library prints its connections to stdout
         for line in child.stdout:
-            if debug or not _NOISE.match(line):
+            if debug or not _NOISE.search(line):
                 sys.stdout.write(line)
                 sys.stdout.flush()
 
@@ -264,7 +265,7 @@ def supervise(s: Settings, debug: bool = False) -> int:
             if held or _RUNTIME_LOG.match(line):
                 held.append(line)
                 continue
-            if _NOISE.match(line):
+            if _NOISE.search(line):
                 continue
             said_error = said_error or line.startswith("error:")
             sys.stderr.write(line)
