@@ -31,7 +31,7 @@ def test_plot_runs_writes_png(tmp_path):
     img = mpimg.imread(out)
     assert img.shape[1] > img.shape[0] > 100  # three panels side by side
     steps, values = plotting.series(
-        [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()],
+        [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()],
         "test/loss")
     assert steps.tolist() == [0, 10, 20, 30] and str(values[2]) == "nan"
 
