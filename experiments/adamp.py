@@ -9,7 +9,7 @@ r"""AdamP / SGDP experiments (issue 3): the 2-D toy and a BN-CNN on digits.
 is orthogonal to ``w``; momentum makes ``‖w‖`` grow (and the effective step
 shrink), SGDP removes the radial part of the update. Runs: GD, momentum SGD
 (0.9, 0.99) and SGDP with the same momenta, with the reference's momentum-buffer
-quirk and with paper semantics (``project_mask=True``: the 1-d vector is
+quirk and with paper semantics (``dims=AdamPDims(project=True)``: the 1-d vector is
 eligible; it is decided through the layer view).
 
 **Digits**: ``experiments/configs/adamp_digits.py`` (BN-CNN 16-32-32 on 8x8
@@ -23,10 +23,8 @@ live under ``--workdir`` and are reused.
 
 from __future__ import annotations
 
-import json
 import math
 import pathlib
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +32,9 @@ import numpy as np
 import optax
 from absl import flags
 
-from experiments import _cli
+from experiments import _cli, _common
 from experiments.configs import adamp_digits
+from optim_lab import rundir
 from optim_lab.optimizers import adamp as adamp_lib
 from optim_lab.training.minimise import minimise
 
@@ -71,7 +70,7 @@ def toy_run(momentum: float, project: bool, project_momentum_buffer: bool = True
     target = jnp.array([1.0, 0.0])
     w = jnp.array([math.cos(angle), math.sin(angle)])
     if project:
-        tx = adamp_lib.sgdp(lr, momentum=momentum, project_mask=True,
+        tx = adamp_lib.sgdp(lr, momentum=momentum, dims=adamp_lib.AdamPDims(project=True),
                             project_momentum_buffer=project_momentum_buffer)
     else:
         tx = optax.sgd(lr, momentum=momentum or None)
@@ -105,10 +104,7 @@ def toy_experiment(out: pathlib.Path) -> list[str]:
 
 
 def _toy_plot(runs, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = _common.pyplot().subplots(1, 2, figsize=(10, 3.6))
     for name, r in runs.items():
         style = "--" if name.startswith("SGDP") else "-"
         axes[0].plot(np.arange(1, len(r["norm"]) + 1), r["norm"], style, label=name)
@@ -116,9 +112,7 @@ def _toy_plot(runs, path):
     axes[0].set(yscale="log", xlabel="step", ylabel="‖w‖", title="weight norm")
     axes[1].set(xlabel="step", ylabel="angle to w* (rad)", title="distance to optimum")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 # --- digits BN-CNN ---------------------------------------------------------------
@@ -133,18 +127,20 @@ def digits_config(optimizer: str, weight_decay: float, seed: int, steps: int):
     return c
 
 
+def _kernel_mean(records, template: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, mean over KERNELS)`` of the metric ``template.format(kernel)``."""
+    series = [rundir.metric_series(records, template.format(k)) for k in KERNELS]
+    return series[0][0], np.mean([values for _, values in series], axis=0)
+
+
 def read_run(workdir: pathlib.Path) -> dict[str, np.ndarray | float]:
     """Series of the BN-preceded kernels' mean norm and effective step."""
-    records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-    norms = [r for r in records if f"params/{KERNELS[0]}/norm" in r]
-    effs = [r for r in records if f"effective_step/{KERNELS[0]}" in r]
+    records = rundir.read_metrics(workdir)
+    step, norm = _kernel_mean(records, "params/{}/norm")
+    eff_step, eff = _kernel_mean(records, "effective_step/{}")
     last = records[-1]
     return {
-        "step": np.array([r["step"] for r in norms]),
-        "norm": np.array([np.mean([r[f"params/{k}/norm"] for k in KERNELS]) for r in norms]),
-        "eff_step": np.array([r["step"] for r in effs]),
-        "eff": np.array([np.mean([r[f"effective_step/{k}"] for k in KERNELS])
-                         for r in effs]),
+        "step": step, "norm": norm, "eff_step": eff_step, "eff": eff,
         "test_acc": float(last["test/accuracy"]), "train_acc": float(last["train/accuracy"]),
         "train_loss": float(last["train/loss"]),
     }
@@ -157,43 +153,33 @@ def run_digits(root: pathlib.Path, seeds: int, steps: int):
         for wd in DIGITS_WEIGHT_DECAYS:
             for seed in range(seeds):
                 wdir = root / f"{opt}_wd{wd:g}_s{seed}_n{steps}"
-                if not (wdir / "summary.json").exists() and not _finished(wdir, steps):
+                if not (wdir / "summary.json").exists() and not _common.finished(wdir, steps):
                     train.train_and_evaluate(digits_config(opt, wd, seed, steps), wdir)
                 results[(opt, wd, seed)] = read_run(wdir)
     return results
 
 
-def _finished(wdir: pathlib.Path, steps: int) -> bool:
-    path = wdir / "metrics.jsonl"
-    if not path.exists():
-        return False
-    lines = path.read_text().splitlines()
-    return bool(lines) and json.loads(lines[-1]).get("step") == steps
-
-
-def _pm(xs: Sequence[float], fmt: str = ".4f") -> str:
-    return f"{np.mean(xs):{fmt}} ± {np.std(xs):{fmt}}"
-
-
 def digits_experiment(results, seeds: int, steps: int, out: pathlib.Path) -> list[str]:
+    ms = _common.mean_std
     lines = ["## BN-CNN on digits: AdamW vs AdamP", "",
              f"`experiments/configs/adamp_digits.py`: BN-CNN 16-32-32 (bias-free 3x3 convs → "
              f"BatchNorm → ReLU; the three conv kernels are scale-invariant), 8x8 digits "
              f"(1 437 train / 360 test), batch 64, lr 1e-2 constant, {steps} steps, "
              f"{seeds} seeds (mean ± std). ‖w‖ = mean L2 norm of the three conv kernels "
-             f"(init ≈ {_init_norm(results):.2f}; logged at each eval, every 100 steps); effective step = mean ‖Δw‖/‖w‖ of those "
-             f"kernels, averaged over the last logging window and over the whole run.", "",
+             f"(init ≈ {_init_norm(results):.2f}; logged at each eval, every 100 steps); "
+             "effective step = mean ‖Δw‖/‖w‖ of those kernels, averaged over the last "
+             "logging window and over the whole run.", "",
              "| optimizer | weight decay | test acc | train acc | final ‖w‖ | ‖w‖ growth | "
              "eff. step (last) | eff. step (mean) |", "|---|---|---|---|---|---|---|---|"]
     for opt in DIGITS_OPTIMIZERS:
         for wd in DIGITS_WEIGHT_DECAYS:
             rs = [results[(opt, wd, s)] for s in range(seeds)]
-            lines.append(
-                f"| {opt} | {wd:g} | {_pm([r['test_acc'] for r in rs])} | "
-                f"{_pm([r['train_acc'] for r in rs])} | {_pm([r['norm'][-1] for r in rs], '.2f')} | "
-                f"{_pm([r['norm'][-1] / r['norm'][0] for r in rs], '.2f')}× | "
-                f"{_pm([r['eff'][-1] for r in rs], '.2e')} | "
-                f"{_pm([np.mean(r['eff']) for r in rs], '.2e')} |")
+            cells = [ms([r["test_acc"] for r in rs]), ms([r["train_acc"] for r in rs]),
+                     ms([r["norm"][-1] for r in rs], ".2f"),
+                     ms([r["norm"][-1] / r["norm"][0] for r in rs], ".2f") + "×",
+                     ms([r["eff"][-1] for r in rs], ".2e"),
+                     ms([np.mean(r["eff"]) for r in rs], ".2e")]
+            lines.append(f"| {opt} | {wd:g} | " + " | ".join(cells) + " |")
     _digits_plot(results, seeds, out / "digits.png")
     return lines + ["", "![digits](digits.png)", ""]
 
@@ -203,10 +189,7 @@ def _init_norm(results) -> float:
 
 
 def _digits_plot(results, seeds, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = _common.pyplot().subplots(1, 2, figsize=(10, 3.6))
     for opt in DIGITS_OPTIMIZERS:
         for wd in DIGITS_WEIGHT_DECAYS:
             rs = [results[(opt, wd, s)] for s in range(seeds)]
@@ -219,9 +202,7 @@ def _digits_plot(results, seeds, path):
     axes[0].set(xlabel="step", ylabel="mean ‖w‖ (BN-preceded convs)", title="kernel norm")
     axes[1].set(xlabel="step", ylabel="‖Δw‖/‖w‖", yscale="log", title="effective step")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 def main(argv):
@@ -236,8 +217,7 @@ def main(argv):
     if "digits" in FLAGS.parts:
         results = run_digits(pathlib.Path(FLAGS.workdir), FLAGS.seeds, FLAGS.steps)
         text += digits_experiment(results, FLAGS.seeds, FLAGS.steps, out)
-    (out / "summary.md").write_text("\n".join(text) + "\n")
-    print((out / "summary.md").read_text())
+    print(_common.write_summary(out, "\n".join(text) + "\n").read_text())
 
 
 if __name__ == "__main__":

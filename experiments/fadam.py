@@ -27,11 +27,8 @@ import numpy as np
 import optax
 from absl import flags
 
-from experiments import _cli
-from experiments.configs import fadam_digits
-from experiments.configs import fadam_modular
-from optim_lab.data import registry as data_registry
-from optim_lab.models import registry as model_registry
+from experiments import _cli, _common
+from experiments.configs import fadam_digits, fadam_modular
 from optim_lab.training import train
 
 FLAGS = flags.FLAGS
@@ -66,10 +63,7 @@ _cli.check_positive_floats("lrs")
 
 def config_for(problem: str, optimizer: str, lr: float, wd: float, seed: int,
                steps: int | None = None):
-    c = PROBLEMS[problem].get_config()
-    if steps:
-        c.steps = c.checkpoint_every = steps
-        c.log_every = c.eval_every = math.gcd(steps, c.log_every)
+    c = _common.override_steps(PROBLEMS[problem].get_config(), steps)
     c.seed = seed
     c.optimizer.name = optimizer
     c.optimizer.learning_rate = lr
@@ -85,12 +79,8 @@ def run_dir(root: pathlib.Path, problem: str, optimizer: str, lr: float, wd: flo
 
 def num_params(problem: str) -> int:
     """Parameter count of the problem's model (for RMS from norms)."""
-    c = PROBLEMS[problem].get_config()
-    data_kw, model_kw = c.data.to_dict(), c.model.to_dict()
-    data = data_registry.build(data_kw.pop("name"), **data_kw)
-    model = model_registry.build(model_kw.pop("name"), data.spec, 0, **model_kw)
-    from flax import nnx
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    _, fn, _, _ = train.setup(PROBLEMS[problem].get_config())
+    return sum(x.size for x in jax.tree.leaves(fn.params))
 
 
 def update_rms(record: dict[str, float], n: int) -> float:
@@ -138,7 +128,7 @@ def study(root: pathlib.Path, problem: str, seeds: int,
             for lr in lrs:
                 recs = [run(root, problem, opt, lr, wd, s, steps) for s in range(seeds)]
                 cells[(opt, wd, lr)] = dict(
-                    loss=[_finite(r["train/loss"]) for r in recs],
+                    loss=[_common.finite(r["train/loss"]) for r in recs],
                     acc=[r["test/accuracy"] for r in recs],
                     train_acc=[r["train/accuracy"] for r in recs],
                     rms=[update_rms(r, n) for r in recs],
@@ -147,19 +137,12 @@ def study(root: pathlib.Path, problem: str, seeds: int,
     return dict(cells=cells, n=n, seeds=seeds, probes=probes, lrs=lrs, steps=steps)
 
 
-def _finite(x: float) -> float:
-    return float(x) if math.isfinite(float(x)) else math.inf
-
-
-def _ms(xs: Sequence[float], fmt: str = ".4f") -> str:
-    return f"{np.mean(xs):{fmt}} ± {np.std(xs):{fmt}}"
-
-
 def best_lr(res: dict, opt: str, wd: float, lrs: Sequence[float]) -> float:
     return min(lrs, key=lambda lr: np.mean(res["cells"][(opt, wd, lr)]["loss"]))
 
 
 def problem_markdown(problem: str, res: dict) -> str:
+    ms = _common.mean_std
     p = PROBLEMS[problem]
     title = p.title + (f" (steps overridden: {res['steps']})" if res["steps"] else "")
     lines = [f"## {title}", "",
@@ -176,9 +159,9 @@ def problem_markdown(problem: str, res: dict) -> str:
                 c = res["cells"][(opt, wd, lr)]
                 b = "**" if lr == best else ""
                 lines.append(
-                    f"| {opt} | {wd:g} | {b}{lr:g}{b} | {_ms(c['loss'])} | "
-                    f"{_ms(c['train_acc'], '.3f')} | {_ms(c['acc'], '.3f')} | "
-                    f"{_ms(c['rms'], '.2e')} | {_ms(c['theta_rms'], '.3f')} |")
+                    f"| {opt} | {wd:g} | {b}{lr:g}{b} | {ms(c['loss'])} | "
+                    f"{ms(c['train_acc'], '.3f')} | {ms(c['acc'], '.3f')} | "
+                    f"{ms(c['rms'], '.2e')} | {ms(c['theta_rms'], '.3f')} |")
     return "\n".join(lines + [""])
 
 
@@ -223,6 +206,7 @@ def decay_markdown(results: dict) -> str:
 
 def findings_markdown(results: dict) -> str:
     """FAdam vs AdamW at each one's best lr, per problem and λ."""
+    ms = _common.mean_std
     lines = ["## Findings (best lr per optimizer and λ)", "",
              "| problem | λ | AdamW lr | AdamW loss | AdamW test acc | FAdam lr | "
              "FAdam loss | FAdam test acc | FAdam/AdamW loss |",
@@ -236,19 +220,16 @@ def findings_markdown(results: dict) -> str:
                 lr = best_lr(res, opt, wd, lrs)
                 c = res["cells"][(opt, wd, lr)]
                 losses.append(float(np.mean(c["loss"])))
-                row += [f"{lr:g}", _ms(c["loss"]), _ms(c["acc"], ".3f")]
+                row += [f"{lr:g}", ms(c["loss"]), ms(c["acc"], ".3f")]
             row.append(f"{losses[1] / losses[0]:.2f}")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines + [""])
 
 
 def plot(results: dict, out: pathlib.Path) -> pathlib.Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     metrics = (("loss", "final train loss", "log"), ("acc", "test accuracy", "linear"),
                ("rms", "last update RMS", "log"))
-    fig, axes = plt.subplots(len(results), 3, figsize=(13, 3.4 * len(results)),
+    fig, axes = _common.pyplot().subplots(len(results), 3, figsize=(13, 3.4 * len(results)),
                              squeeze=False)
     styles = {("adamw", 0.0): ("tab:blue", "--"), ("adamw", 0.1): ("tab:blue", "-"),
               ("fadam", 0.0): ("tab:red", "--"), ("fadam", 0.1): ("tab:red", "-")}
@@ -262,11 +243,7 @@ def plot(results: dict, out: pathlib.Path) -> pathlib.Path:
             ax.set(xscale="log", yscale=yscale, xlabel="learning rate",
                    title=f"{problem}: {title}")
         row[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "fadam.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _common.save_figure(fig, out / "fadam.png")
 
 
 HEADER = """# FAdam vs AdamW (issue 4)
@@ -305,16 +282,13 @@ READING = """Reading the numbers (default settings, 3 seeds):
 
 
 def write_summary(results: dict, out: pathlib.Path) -> pathlib.Path:
-    out.mkdir(parents=True, exist_ok=True)
     plot(results, out)
     body = [HEADER, findings_markdown(results)]
     if set(results) == set(PROBLEMS) and not any(r["steps"] for r in results.values()):
         body.append(READING)  # written for the default sweep
     body += [problem_markdown(p, r) for p, r in results.items()]
     body.append(decay_markdown(results))
-    path = out / "summary.md"
-    path.write_text("\n".join(body))
-    return path
+    return _common.write_summary(out, "\n".join(body))
 
 
 def main(argv: Sequence[str]) -> None:

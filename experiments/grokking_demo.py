@@ -16,13 +16,10 @@ import pathlib
 
 from absl import flags
 
-from experiments import _cli
-from experiments.configs import grokking
-from experiments.configs import grokking_released
-from experiments.configs import grokking_stablemax
-from optim_lab.training import metrics as metrics_lib
-from optim_lab.training import plotting
-from optim_lab.training import train
+from experiments import _cli, _common
+from experiments.configs import grokking, grokking_released, grokking_stablemax
+from optim_lab import rundir
+from optim_lab.training import plotting, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "runs/grokking_demo", "Directory for the run directories.")
@@ -45,23 +42,18 @@ RUNS = {  # name -> (label, config factory)
 }
 
 
-def first_step(records, key, threshold):
-    """First logged step whose ``key`` is >= threshold (None if never)."""
-    return next((r["step"] for r in records if r.get(key, -1) >= threshold), None)
-
-
 def summarize(name, label, config, records) -> dict:
-    evals = [r for r in records if "test/accuracy" in r]
+    evals = _common.evals(records)
     trained = [r for r in evals if r["step"] > 0]
     last = evals[-1]
     return {
         "name": name, "label": label, "config": config,
-        "train100": first_step(evals, "train/accuracy", 1.0),
-        "test95": first_step(evals, "test/accuracy", 0.95),
+        "train100": _common.first_step(evals, "train/accuracy", 1.0),
+        "test95": _common.first_step(evals, "test/accuracy", 0.95),
         "final_test": last["test/accuracy"],
         "max_test": max(r["test/accuracy"] for r in trained),
         "max_sc": max(r["probe/softmax_collapse"] for r in evals),
-        "sc_step": first_step(evals, "probe/softmax_collapse", 0.5),
+        "sc_step": _common.first_step(evals, "probe/softmax_collapse", 0.5),
         "max_zero": max(r["probe/zero_loss"] for r in evals),
         "max_logit": last["probe/max_logit"],
         "final_loss": last["train/loss"],
@@ -132,10 +124,9 @@ def run_demo(root: str | pathlib.Path, results: str | pathlib.Path, *,
         config.seed = seed
         print(f"== {label}", flush=True)
         train.train_and_evaluate(config, root / name)
-        rows.append(summarize(name, label, config, metrics_lib.read_metrics(root / name)))
-    results.mkdir(parents=True, exist_ok=True)
+        rows.append(summarize(name, label, config, rundir.read_metrics(root / name)))
     command = "python -m experiments.grokking_demo" + (" --with_float64" if with_float64 else "")
-    (results / "summary.md").write_text(render(rows, command))
+    _common.write_summary(results, render(rows, command))
     plotting.plot_runs([root / n for n in names], results / "curves.png",
                        labels=[RUNS[n][0] for n in names], log_x=True,
                        extra_keys=("probe/softmax_collapse", "probe/max_logit"),

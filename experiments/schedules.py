@@ -10,7 +10,7 @@ with ``--seeds`` seeds. The refined schedule is derived from the seed-0 linear
 run at its best learning rate (``schedule.refine_from``) and swept over the
 same grid. Writes ``results/schedules/summary.md`` and PNG plots; run
 directories live under ``--workdir`` and are reused (a finished run is not
-recomputed).
+recomputed). ``--steps`` and ``--lrs`` shrink the study for smoke tests.
 
 Convention: ``linear`` is :math:`\eta(1 - t/T)` (0 at step T); the refined
 schedule reaches 0 at the last step :math:`T-1`.
@@ -27,13 +27,10 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
-from experiments import _cli
-from experiments.configs import schedules_mlp
-from experiments.configs import schedules_softmax
-from experiments.configs import schedules_softmax_l2
-from optim_lab.schedules import norm_log
+from experiments import _cli, _common
+from experiments.configs import schedules_mlp, schedules_softmax, schedules_softmax_l2
+from optim_lab.schedules import norm_log, refined
 from optim_lab.schedules import registry as schedule_registry
-from optim_lab.schedules import refined
 from optim_lab.schedules.refined import refine_schedule
 from optim_lab.training import train
 
@@ -43,6 +40,9 @@ flags.DEFINE_string("out", "results/schedules", "Where summary.md and plots go."
 flags.DEFINE_list("problems", ["softmax_sgd", "softmax_sgd_l2", "mlp_adam"],
                   "Problems to run.")
 flags.DEFINE_integer("seeds", 3, "Seeds at the best learning rate.", lower_bound=1)
+flags.DEFINE_integer("steps", 0, "Override the configs' step counts (0: keep; smoke tests).",
+                     lower_bound=0)
+flags.DEFINE_list("lrs", [], "Override the learning-rate grids (default: per problem).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,21 +63,22 @@ PROBLEMS = {
                         schedules_mlp.get_config, (1e-3, 3e-3, 1e-2, 3e-2), "l1"),
 }
 _cli.check_choices("problems", PROBLEMS)
+_cli.check_positive_floats("lrs")
 BASELINES = {"constant": {}, "cosine": {}, "linear": {},
              "wsd": {"cooldown": "1-sqrt"}}
 SCHEDULES = (*BASELINES, "refined")
 
 
 def run_dir(root: pathlib.Path, problem: str, schedule: str, lr: float,
-            seed: int) -> pathlib.Path:
-    return root / problem / schedule / f"lr{lr:g}_seed{seed}"
+            seed: int, steps: int | None = None) -> pathlib.Path:
+    tail = f"_steps{steps}" if steps else ""
+    return root / problem / schedule / f"lr{lr:g}_seed{seed}{tail}"
 
 
 def run(root: pathlib.Path, problem: str, schedule: str, lr: float, seed: int,
-        **schedule_kwargs) -> dict[str, float]:
+        steps: int | None = None, **schedule_kwargs) -> dict[str, float]:
     """One training run (reused if finished); returns its final record."""
-    p = PROBLEMS[problem]
-    c = p.get_config()
+    c = _common.override_steps(PROBLEMS[problem].get_config(), steps)
     c.seed = seed
     c.optimizer.learning_rate = lr
     c.schedule.name = schedule
@@ -86,57 +87,59 @@ def run(root: pathlib.Path, problem: str, schedule: str, lr: float, seed: int,
     if "refine_from" in schedule_kwargs:  # one directory per source run
         src = pathlib.Path(schedule_kwargs["refine_from"])
         label = f"{schedule}_from_{src.parent.name}_{src.name}"
-    return train.train_and_evaluate(c, run_dir(root, problem, label, lr, seed),
+    return train.train_and_evaluate(c, run_dir(root, problem, label, lr, seed, steps),
                                     progress=False)
 
 
 def _loss(record: dict[str, float]) -> float:
-    v = float(record.get("train/loss", math.inf))
-    return v if math.isfinite(v) else math.inf
+    return _common.finite(record.get("train/loss", math.inf))
 
 
-def _sweep(root, problem, schedule, lrs, **kw) -> dict[float, dict[str, float]]:
-    return {lr: run(root, problem, schedule, lr, 0, **kw) for lr in lrs}
+def _sweep(root, problem, schedule, lrs, steps, **kw) -> dict[float, dict[str, float]]:
+    return {lr: run(root, problem, schedule, lr, 0, steps, **kw) for lr in lrs}
 
 
-def refine_kwargs(root: pathlib.Path, problem: str, linear_lr: float) -> dict:
-    src = run_dir(root, problem, "linear", linear_lr, 0)
+def refine_kwargs(root: pathlib.Path, problem: str, linear_lr: float,
+                  steps: int | None = None) -> dict:
+    src = run_dir(root, problem, "linear", linear_lr, 0, steps)
     return dict(refine_from=str(src), norm=PROBLEMS[problem].norm)
 
 
-def _schedule_kwargs(root, problem, name, best) -> dict:
+def _schedule_kwargs(root, problem, name, best, steps) -> dict:
     if name in BASELINES:
         return BASELINES[name]
-    return refine_kwargs(root, problem, best["linear"])
+    return refine_kwargs(root, problem, best["linear"], steps)
 
 
-def study(root: pathlib.Path, problem: str, seeds: int) -> dict:
-    """LR sweeps (seed 0), then every schedule at its best LR over ``seeds``."""
+def study(root: pathlib.Path, problem: str, seeds: int,
+          lrs: Sequence[float] | None = None, steps: int | None = None) -> dict:
+    """LR sweeps (seed 0), then every schedule at its best LR over ``seeds``.
+
+    ``lrs`` and ``steps`` override the problem's grid and step count.
+    """
     p = PROBLEMS[problem]
+    lrs = tuple(lrs or p.lrs)
     sweeps, best = {}, {}
     for name in SCHEDULES:
-        kw = _schedule_kwargs(root, problem, name, best)
-        sweeps[name] = _sweep(root, problem, name, p.lrs, **kw)
-        best[name] = min(p.lrs, key=lambda lr, s=sweeps[name]: _loss(s[lr]))
+        kw = _schedule_kwargs(root, problem, name, best, steps)
+        sweeps[name] = _sweep(root, problem, name, lrs, steps, **kw)
+        best[name] = min(lrs, key=lambda lr, s=sweeps[name]: _loss(s[lr]))
     finals = {}
     for name in SCHEDULES:
-        kw = _schedule_kwargs(root, problem, name, best)
-        finals[name] = [run(root, problem, name, best[name], s, **kw)
+        kw = _schedule_kwargs(root, problem, name, best, steps)
+        finals[name] = [run(root, problem, name, best[name], s, steps, **kw)
                         for s in range(seeds)]
-    src = run_dir(root, problem, "linear", best["linear"], 0)
+    src = run_dir(root, problem, "linear", best["linear"], 0, steps)
     norms = norm_log.load_grad_norms(src, norm=p.norm)
-    steps = p.get_config().steps
+    total = steps or p.get_config().steps
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        shape = refine_schedule(norms, norm=p.norm, total_steps=steps)
-        raw = refine_schedule(norms, norm=p.norm, total_steps=steps, fallback=False)
+        shape = refine_schedule(norms, norm=p.norm, total_steps=total)
+        raw = refine_schedule(norms, norm=p.norm, total_steps=total, fallback=False)
     fell_back = any(issubclass(w.category, refined.LatePeakWarning) for w in caught)
     return dict(sweeps=sweeps, best=best, finals=finals, norms=norms, shape=shape,
-                raw_shape=raw, fell_back=fell_back, steps=steps, source=src)
-
-
-def _mean_std(xs: Sequence[float]) -> str:
-    return f"{np.mean(xs):.4f} ± {np.std(xs):.4f}"
+                raw_shape=raw, fell_back=fell_back, steps=total, source=src, lrs=lrs,
+                steps_overridden=bool(steps))
 
 
 def shape_facts(shape: np.ndarray) -> dict[str, float]:
@@ -149,8 +152,10 @@ def shape_facts(shape: np.ndarray) -> dict[str, float]:
 def problem_markdown(problem: str, res: dict) -> str:
     p = PROBLEMS[problem]
     lin = np.mean([_loss(r) for r in res["finals"]["linear"]])
-    lines = [f"## {p.title}", "",
-             f"Best learning rate per schedule (grid {list(p.lrs)}, seed 0), then "
+    title = p.title + (f" (steps overridden: {res['steps']})"
+                       if res["steps_overridden"] else "")
+    lines = [f"## {title}", "",
+             f"Best learning rate per schedule (grid {list(res['lrs'])}, seed 0), then "
              f"{len(res['finals']['linear'])} seeds; final full-batch training loss, "
              "test loss and test accuracy (mean ± std over seeds); the last "
              "column compares train losses.", "",
@@ -161,14 +166,15 @@ def problem_markdown(problem: str, res: dict) -> str:
         accs = [r["test/accuracy"] for r in res["finals"][name]]
         test = [r["test/loss"] for r in res["finals"][name]]
         rel = 100 * (np.mean(losses) / lin - 1)
-        lines.append(f"| {name} | {res['best'][name]:g} | {_mean_std(losses)} | "
-                     f"{_mean_std(test)} | {_mean_std(accs)} | {rel:+.2f} % |")
+        cells = [_common.mean_std(xs) for xs in (losses, test, accs)]
+        lines.append(f"| {name} | {res['best'][name]:g} | " + " | ".join(cells)
+                     + f" | {rel:+.2f} % |")
     lines += ["", "Seed-0 learning-rate sweep (final training loss):", "",
-              "| schedule | " + " | ".join(f"{lr:g}" for lr in p.lrs) + " |",
-              "|---|" + "---|" * len(p.lrs)]
+              "| schedule | " + " | ".join(f"{lr:g}" for lr in res["lrs"]) + " |",
+              "|---|" + "---|" * len(res["lrs"])]
     for name in SCHEDULES:
         lines.append(f"| {name} | " + " | ".join(
-            f"{_loss(res['sweeps'][name][lr]):.4f}" for lr in p.lrs) + " |")
+            f"{_loss(res['sweeps'][name][lr]):.4f}" for lr in res["lrs"]) + " |")
     f = shape_facts(res["raw_shape"])
     g = res["norms"]
     lines += ["", f"Refined schedule (from the seed-0 linear run at lr "
@@ -190,11 +196,8 @@ def problem_markdown(problem: str, res: dict) -> str:
 
 
 def plot_problem(problem: str, res: dict, out: pathlib.Path) -> pathlib.Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     p, steps = PROBLEMS[problem], res["steps"]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = _common.pyplot().subplots(1, 3, figsize=(13, 3.6))
     g = res["norms"]
     axes[0].plot(np.linspace(0, 100, len(g)), g, color="tab:orange")
     axes[0].set(title=f"gradient {p.norm} norm (linear run)", xlabel="% of training",
@@ -212,17 +215,13 @@ def plot_problem(problem: str, res: dict, out: pathlib.Path) -> pathlib.Path:
     axes[1].set(title="schedule shape (peak 1)", xlabel="% of training")
     axes[1].legend()
     for name in SCHEDULES:
-        losses = [_loss(res["sweeps"][name][lr]) for lr in p.lrs]
-        axes[2].plot(p.lrs, losses, marker="o", label=name)
+        losses = [_loss(res["sweeps"][name][lr]) for lr in res["lrs"]]
+        axes[2].plot(res["lrs"], losses, marker="o", label=name)
     axes[2].set(title="final train loss vs base lr (seed 0)", xscale="log",
                 yscale="log", xlabel="base learning rate")
     axes[2].legend()
     fig.suptitle(p.title)
-    fig.tight_layout()
-    path = out / f"{problem}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _common.save_figure(fig, out / f"{problem}.png")
 
 
 def write_summary(results: dict, out: pathlib.Path) -> pathlib.Path:
@@ -250,9 +249,7 @@ def write_summary(results: dict, out: pathlib.Path) -> pathlib.Path:
     for problem, res in results.items():
         text.append(problem_markdown(problem, res))
         text.append(f"![{problem}]({problem}.png)\n")
-    path = out / "summary.md"
-    path.write_text("\n".join(text))
-    return path
+    return _common.write_summary(out, "\n".join(text))
 
 
 def main(argv):
@@ -261,7 +258,8 @@ def main(argv):
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for problem in FLAGS.problems:
-        results[problem] = study(root, problem, FLAGS.seeds)
+        results[problem] = study(root, problem, FLAGS.seeds,
+                                 [float(x) for x in FLAGS.lrs], FLAGS.steps or None)
         print(f"wrote {plot_problem(problem, results[problem], out)}")
     print(f"wrote {write_summary(results, out)}")
 

@@ -7,10 +7,9 @@ in the default suite; checks 2 and 3 (Softmax Collapse onset, float64 delay;
 
 import pytest
 
-from experiments.configs import grokking
-from experiments.configs import grokking_released
-from experiments.configs import grokking_stablemax
-from optim_lab.training import metrics as metrics_lib
+from experiments import _common
+from experiments.configs import grokking, grokking_released, grokking_stablemax
+from optim_lab import rundir
 from optim_lab.training import train
 
 
@@ -18,7 +17,7 @@ def _run(config, workdir, **fields):
     for k, v in fields.items():
         config[k] = v
     train.train_and_evaluate(config, workdir)
-    return [r for r in metrics_lib.read_metrics(workdir) if "test/accuracy" in r]
+    return _common.evals(rundir.read_metrics(workdir))
 
 
 def test_presets_match_the_reference_settings():
@@ -68,8 +67,8 @@ def test_check2_and_3_softmax_collapse_and_float64_delay(tmp_path):
 
 
 def test_long_stablemax_preset_and_report():
-    from experiments.grokking_summary import report
     from experiments.configs import grokking_stablemax_long
+    from experiments.grokking_summary import report
     c = grokking_stablemax_long.get_config()
     assert (c.loss, c.steps, c.optimizer.b2, c.optimizer.eps) == ("stablemax", 80_000, 0.999, 1e-25)
     records = [{"step": s, "test/accuracy": a, "train/accuracy": 1.0, "probe/zero_loss": 0.0,
