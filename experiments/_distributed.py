@@ -165,11 +165,13 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
 def worker_errors() -> Iterator[None]:
     """In a worker: an unexpected error ends the process at once (no shutdown wait).
 
-    A ``ValueError``, ``RunError`` or ``SystemExit`` propagates (every process
-    reaches those together, and they meet again at shutdown). Anything else
-    happened to this process alone: the others may be waiting for it in a
-    collective, so after one line (a failed collective) or the traceback, the
-    process exits without the shutdown barrier, and the others learn at once.
+    A ``ValueError`` (a config mistake), ``RunError`` or ``SystemExit``
+    propagates (every process reaches those together, and they meet again at
+    shutdown). A failed collective (a peer vanished: jax raises it as a
+    ``ValueError`` too) or any other error happened to this process alone: the
+    others may be waiting for it in a collective, so after one line (a failed
+    collective) or the traceback, the process exits without the shutdown
+    barrier, and the others learn at once.
     """
     if os.environ.get(ENV_WORKER) != "1":
         yield
@@ -177,13 +179,15 @@ def worker_errors() -> Iterator[None]:
     from optim_lab.training.errors import RunError  # noqa: PLC0415
     try:
         yield
-    except (ValueError, RunError, SystemExit, KeyboardInterrupt):
+    except (RunError, SystemExit, KeyboardInterrupt):
         raise
     except BaseException as e:  # noqa: BLE001
-        text = str(e).strip()
-        if re.search(r"gloo|collective|all-?reduce|all-?gather|connection", text,
-                     re.IGNORECASE) and "debug" in FLAGS and not FLAGS.debug:
-            first = (text.splitlines() or [""])[0][:300]
+        # jax raises a failed collective as a ValueError (or its runtime error)
+        collective = _COLLECTIVE_FAILURE.search(str(e))
+        if isinstance(e, ValueError) and not collective:
+            raise
+        if collective and not ("debug" in FLAGS and FLAGS.debug):
+            first = (str(e).strip().splitlines() or [""])[0][:300]
             sys.stderr.write(f"error: {_who_am_i()}: a collective with the other "
                              f"processes failed; one of them probably stopped "
                              f"({type(e).__name__}: {first})\n")
@@ -193,6 +197,10 @@ def worker_errors() -> Iterator[None]:
         sys.stderr.flush()
         sys.stdout.flush()
         os._exit(1)
+
+
+_COLLECTIVE_FAILURE = re.compile(
+    r"\bGloo\b|collective.*fail|Connection (reset|closed|refused)", re.IGNORECASE)
 
 
 def _who_am_i() -> str:
