@@ -1,0 +1,124 @@
+"""The long StableMax runs' configs, wall-clock record and milestone report
+(``experiments/grokking_summary.py``, used by ``benchmarks/grokking_stablemax_long.py``);
+no training here."""
+
+import json
+import pathlib
+
+import pytest
+
+from experiments import grokking_summary as summary
+from experiments.configs import grokking_stablemax_long, grokking_stablemax_long_ref
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_long_configs_keep_a_float64_adam_state():
+    c = grokking_stablemax_long.get_config()
+    assert (c.optimizer.eps, c.optimizer.state_dtype, c.enable_x64) == (1e-25, 64, True)
+    assert (c.loss, c.loss_dtype, c.steps_per_call) == ("stablemax", 64, 100)
+    ref = grokking_stablemax_long_ref.get_config()
+    start = ROOT / "tests" / "golden" / "grokking_start.npz"
+    assert ref.data.split_from == ref.model.init_from == str(start) and start.is_file()
+    assert ref.seed == 42 and ref.optimizer.state_dtype == 64
+    for key in ("steps", "loss", "loss_dtype", "optimizer"):
+        assert ref[key] == c[key]
+
+
+def test_build_config_and_run_names():
+    ref = summary.build_config("ref", None, 100, 64, 64)
+    assert ref.model.init_from.endswith("grokking_start.npz") and ref.steps == 100
+    f32 = summary.build_config("long", 7, 80_000, 64, 32)
+    assert (f32.seed, f32.optimizer.state_dtype, f32.enable_x64) == (7, 32, True)
+    both32 = summary.build_config("long", None, 60_000, 32, 32)
+    assert not both32.enable_x64  # float32 loss and state: as the earlier f32 run
+    with pytest.raises(ValueError, match="--seed"):
+        summary.build_config("ref", 3, 100, 64, 64)
+    assert summary.run_name("ref", 42, 64, 64) == "ref"
+    assert summary.run_name("long", 7, 64, 32) == "seed7_f32state"
+    assert summary.run_name("long", 42, 32, 32) == "seed42_f32state_f32loss"
+    assert summary.command_for("seed7", {"steps": 80_000}) == (
+        "python -m benchmarks.grokking_stablemax_long --seed=7 --steps=80000")
+
+
+def test_step_flops_of_the_gather():
+    dense = summary.step_flops(5107, [226, 200, 200, 113], gather=False)
+    gather = summary.step_flops(5107, [226, 200, 200, 113], gather=True)
+    assert dense == pytest.approx(2.86e9, rel=1e-2)
+    assert 1 - gather / dense == pytest.approx(0.32, abs=0.01)
+
+
+def test_seconds_at_interpolates_the_clock():
+    clock = [{"step": 100, "wall_s": 10.0}, {"step": 300, "wall_s": 50.0}]
+    assert summary.seconds_at(clock, 50) == 5.0
+    assert summary.seconds_at(clock, 200) == 30.0
+    assert summary.seconds_at(clock, 400) is None and summary.seconds_at([], 1) is None
+
+
+def _records(path, lines):
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def test_clock_resumes_from_the_newest_checkpoint(tmp_path):
+    """Records past the newest checkpoint (work an interrupted session lost)
+    are dropped; the clock continues from the seconds recorded there."""
+    for step in (5000, 10000):
+        (tmp_path / "checkpoints" / str(step)).mkdir(parents=True)
+    _records(tmp_path / summary.CLOCK_FILE,
+             [{"step": s, "wall_s": s / 100, "cpu_s": s / 50, "load1": 1.0}
+              for s in (5000, 10000, 10500)])
+    _records(tmp_path / "metrics.jsonl", [{"step": 10000}])
+    with summary.Clock(tmp_path, poll=0.01) as clock:
+        assert [r["step"] for r in summary.read_clock(tmp_path)] == [5000, 10000]
+        with open(tmp_path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": 10100}) + "\n")
+        clock._note()
+    records = summary.read_clock(tmp_path)
+    assert [r["step"] for r in records] == [5000, 10000, 10100]
+    assert 100.0 <= records[-1]["wall_s"] < 160.0  # 100 s at the checkpoint + this session
+    assert records[-1]["cpu_s"] >= 200.0
+
+
+def _run(root, name, accs, seconds_per_step, steps=80_000):
+    wd = root / name
+    wd.mkdir(parents=True)
+    (wd / "config.json").write_text(json.dumps({"steps": steps}))
+    _records(wd / "metrics.jsonl", [
+        {"step": s, "test/accuracy": a, "train/accuracy": 1.0, "probe/zero_loss": 0.0,
+         "params/global/norm": 1e4, "probe/max_logit": 1e6} for s, a in accs])
+    _records(wd / summary.CLOCK_FILE, [
+        {"step": s, "wall_s": s * seconds_per_step, "cpu_s": 2 * s * seconds_per_step,
+         "load1": 2.0} for s, _ in accs if s > 0])
+    return wd
+
+
+def test_milestone_report_from_run_directories(tmp_path):
+    root, results = tmp_path / "runs", tmp_path / "results"
+    results.mkdir()
+    _run(root, "seed7", [(0, 0.0), (30_000, 0.6), (40_000, 0.96), (80_000, 0.995)], 0.012)
+    _run(root, "ref", [(0, 0.0), (35_000, 0.55), (52_000, 0.955)], 0.012)
+    (root / "_first20").mkdir()  # not a run of the table
+    runs = summary.find_runs(root)
+    assert [p.name for p in runs] == ["ref", "seed7"]
+    f32state = summary.report(
+        [{"step": s, "test/accuracy": a, "train/accuracy": 1.0, "probe/zero_loss": 0.0,
+          "params/global/norm": n, "probe/max_logit": 1e6}
+         for s, a, n in [(0, 0.0, 13.0), (58_500, 0.51, 2e4), (63_500, 0.635, 2.5e4),
+                         (80_000, 0.32, 1.5e6)]],
+        80_000, None, state_dtype="32")
+    (results / "stablemax_long_f32state.md").write_text(f32state)
+    text = summary.milestone_report(runs, results, None, summary.onset_analysis(runs))
+    assert "| *reference (torch, its seed 42)* | 80 000 | ≤ 35 000 |" in text
+    assert "≤ 51 000 · 46.0 min" in text
+    # ref: 50 % at 35 000 (7.0 min at 0.012 s/step), 95 % at 52 000; still running
+    assert ("| reference start (seed 42 split + init) | 52 000 of 80 000 (running / "
+            "resumable) | 35 000 · 7.0 min | 52 000 · 10.4 min | 52 000 · 10.4 min | "
+            "not reached |") in text
+    assert "| lab seed 7 | 80 000 | 30 000 · 6.0 min | 40 000 · 8.0 min |" in text
+    assert "99.5% @ 80 000" in text
+    assert ("| lab seed 42, **float32 Adam state** ([page](stablemax_long_f32state.md)) | "
+            "80 000 | 58 500 | not reached | not reached | not reached | 63.5% @ 63 500 | "
+            "32.0% |") in text
+    assert "the same onset within 2%" in text  # 52 000 vs the reference's 51 000
+    assert "lab seed 7: 30000" in text
+    assert "python -m benchmarks.grokking_stablemax_long --config=ref --steps=80000" in text
