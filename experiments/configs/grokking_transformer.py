@@ -9,6 +9,18 @@ Variants (spec table, Fig. 6a)::
 
     --config.optimizer.name=orthograd_adamw          # ⊥AdamW
     --config.optimizer.weight_decay=1.5              # AdamW, wd 1.5
+
+The defaults β2 0.999, ε 1e-8 are what the released ⊥AdamW run used (its
+wrapper built torch's default AdamW, spec §4.3). The released AdamW runs
+(wd 1.5 and wd 0) used the CLI defaults β2 0.99, ε 1e-25;
+``experiments/grokking_transformer.py`` runs all three as released.
+
+.. warning::
+    With ε = 1e-25 (``--config.optimizer.eps=1e-25``) keep the Adam state in
+    float64: ``--config.optimizer.state_dtype=64 --config.enable_x64=True``.
+    XLA:CPU flushes float32 subnormals to zero, so a float32 state underflows
+    once |g| ≲ 1e-19 and Adam then steps up to ~1e5 × lr, where torch (which
+    keeps subnormals) does not (``optim_lab.with_state_dtype``).
 """
 
 import ml_collections
