@@ -32,8 +32,12 @@ import contextlib
 import functools
 import re
 import sys
-from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import Any
+from typing import NoReturn
 
 import ml_collections
 from absl import app

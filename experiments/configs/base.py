@@ -2,7 +2,8 @@
 
 Sections with a ``name`` (data, model, optimizer, schedule) are passed to the
 matching registry; ``None``-valued optimizer / schedule fields mean "the
-constructor's default"; they are typed placeholders, so flags can set them. Every registered hyperparameter exists as a field, so
+constructor's default"; they are typed placeholders, so flags can set them.
+Every registered hyperparameter exists as a field, so
 ``--config.optimizer.b2=0.99`` works for any optimizer that takes ``b2``, and
 a field the chosen optimizer does not take is an error — unless
 ``--config.optimizer.name`` is given on the command line: then the file's

@@ -143,7 +143,8 @@ def lir_reinit(
         [0.006, 0.0042, 0.0035, 0.003]
         >>> round(float(new["embed"]["embedding"].std()), 4)
         0.006
-        >>> float(new["layers"][3]["mlp"]["bias"].max()), float(new["layers"][3]["norm"]["scale"].min())
+        >>> block = new["layers"][3]
+        >>> float(block["mlp"]["bias"].max()), float(block["norm"]["scale"].min())
         (0.0, 1.0)
 
     References:

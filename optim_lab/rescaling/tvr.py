@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -403,8 +404,10 @@ tvr_with_stats.__doc__ = r"""TVR plus its per-leaf diagnostics, for logging.
         >>> params = {"layers_0": {"mlp": {"kernel": jnp.full((2, 2), 1.0).at[0, 0].set(0.0)}},
         ...           "norm": {"scale": jnp.ones(4)}}
         >>> _, stats = tvr_with_stats(params, 50)
-        >>> sorted(stats)
-        ['tvr/check', 'tvr/layers_0/mlp/kernel/fired', 'tvr/layers_0/mlp/kernel/mean', 'tvr/layers_0/mlp/kernel/ratio', 'tvr/layers_0/mlp/kernel/std', 'tvr/norm/scale/mean', 'tvr/norm/scale/std', 'tvr/num_fired']
+        >>> sorted(stats)  # doctest: +NORMALIZE_WHITESPACE
+        ['tvr/check', 'tvr/layers_0/mlp/kernel/fired', 'tvr/layers_0/mlp/kernel/mean',
+         'tvr/layers_0/mlp/kernel/ratio', 'tvr/layers_0/mlp/kernel/std',
+         'tvr/norm/scale/mean', 'tvr/norm/scale/std', 'tvr/num_fired']
         >>> float(stats["tvr/layers_0/mlp/kernel/std"]), float(stats["tvr/num_fired"])
         (0.5, 1.0)
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 import csv
 import pathlib
 import warnings
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import numpy as np

@@ -6,7 +6,8 @@ Polyak-type transforms receive the loss, post-step parameter transforms
 ``(params, step) -> params`` run inside the step, and a step whose loss,
 gradient, update (or post-step params) is not finite leaves params and
 optimizer state untouched (counted in ``train/nonfinite``; which part went
-non-finite is the bit code ``train/nonfinite_code``) instead of poisoning them. Per-step metrics are cheap
+non-finite is the bit code ``train/nonfinite_code``) instead of poisoning
+them. Per-step metrics are cheap
 reductions (loss, gradient L1/L2, max |update|, effective step per leaf);
 accuracies come from the full-set evaluation, which keeps the step within
 ~4 % of a bare jitted loop (``benchmarks/train_step.py``).
@@ -14,7 +15,8 @@ accuracies come from the full-set evaluation, which keeps the step within
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import jax

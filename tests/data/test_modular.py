@@ -23,7 +23,8 @@ def test_labels_and_encoding(op, fn):
     assert x.sum(1).tolist() == [2.0] * len(x)
     pairs = {(int(p), int(q)) for p, q in zip(a, b)}
     x_test = np.asarray(ds.test_x)
-    test_pairs = {(int(p), int(q)) for p, q in zip(x_test[:, :7].argmax(1), x_test[:, 7:].argmax(1))}
+    test_pairs = {(int(p), int(q))
+                  for p, q in zip(x_test[:, :7].argmax(1), x_test[:, 7:].argmax(1))}
     assert not pairs & test_pairs and len(pairs | test_pairs) == 49
 
 

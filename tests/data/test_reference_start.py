@@ -14,12 +14,13 @@ import optax
 import pytest
 from flax import nnx
 
-import goldens
 from optim_lab import stablemax_cross_entropy
 from optim_lab.data import reference_start
 from optim_lab.data.modular import modular_arithmetic
 from optim_lab.models.functional import functionalize
 from optim_lab.models.mlp import MLP
+
+import goldens
 
 PATH = goldens.GOLDEN_DIR / "grokking_start.npz"
 F32_EPS = float(np.finfo(np.float32).eps)

@@ -11,7 +11,9 @@ import pytest
 
 from optim_lab.data import registry
 from optim_lab.data import text
-from optim_lab.data.dataset import Dataset, DataSpec, get_batch
+from optim_lab.data.dataset import Dataset
+from optim_lab.data.dataset import DataSpec
+from optim_lab.data.dataset import get_batch
 
 CONTEXT = 16
 

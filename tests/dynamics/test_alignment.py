@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optim_lab import grad_weight_cosine
+
 from tolerances import assert_close
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from optim_lab import softmax_collapse_frac
 from optim_lab import zero_loss_frac
+
 from tolerances import assert_close
 
 

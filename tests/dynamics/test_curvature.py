@@ -6,7 +6,9 @@ import numpy as np
 
 from optim_lab.dynamics.curvature import hvp
 from optim_lab.dynamics.curvature import top_hessian_eigenvalue
-from tolerances import F32, assert_close
+
+from tolerances import F32
+from tolerances import assert_close
 
 # Power iteration: after 200-300 iterations the Rayleigh quotient has converged
 # to rounding level (measured < 1 float32 eps against float64 eigvalsh; the

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 
 from optim_lab import effective_step
 from optim_lab import tree_norms
+
 from tolerances import assert_close
 
 

@@ -122,9 +122,9 @@ def test_diverging_run_stops_with_one_line_and_status_1(tmp_path):
                "--config.optimizer.name=sgd", "--config.optimizer.learning_rate=1e12",
                "--config.max_nonfinite_steps=5")
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
-    errors = [l for l in out.stderr.splitlines() if l.startswith("error: ")]
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "diverged: " in errors[0], out.stderr[-3000:]
     assert "stopped at step 5" in errors[0] or "stopped at step 10" in errors[0]
     assert (tmp_path / "checkpoints").is_dir()
-    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train/nonfinite"] > 0

@@ -5,7 +5,8 @@ Reference: ``LucasPrietoAl/grokking-at-the-edge-of-numerical-stability`` @
 checkout itself, or a directory holding it under its repository name); its
 code is imported from there and never committed::
 
-    git clone https://github.com/LucasPrietoAl/grokking-at-the-edge-of-numerical-stability ~/refs/grokking
+    git clone https://github.com/LucasPrietoAl/grokking-at-the-edge-of-numerical-stability \
+        ~/refs/grokking
     git -C ~/refs/grokking checkout 0cc9e8d
     python tests/golden/generate.py grokking_start --ref-dir ~/refs/grokking
 

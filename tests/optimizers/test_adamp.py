@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 
-import gen_adamp
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,8 +20,11 @@ import pytest
 from optim_lab.optimizers import adamp as adamp_lib
 from optim_lab.optimizers.adamp import AdamPDims
 
+import gen_adamp
 import goldens
-from tolerances import F32, assert_close, ulp
+from tolerances import F32
+from tolerances import assert_close
+from tolerances import ulp
 
 # torch layout -> flax layout: Linear (out, in) -> (in, out);
 # Conv2d (out, in, kh, kw) -> (kh, kw, in, out).

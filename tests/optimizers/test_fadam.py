@@ -1,17 +1,19 @@
 """FAdam: golden parity with pytorch-optimizer 4.1.0, the Adam identity, edge cases, API."""
 
-import gen_fadam
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from optim_lab import fadam, scale_by_fadam
+from optim_lab import fadam
+from optim_lab import scale_by_fadam
 from optim_lab.optimizers import fadam as fadam_lib
 
+import gen_fadam
 import goldens
-from tolerances import F32, assert_close
+from tolerances import F32
+from tolerances import assert_close
 
 KEYS = tuple(gen_fadam.SHAPES)
 

@@ -1,6 +1,5 @@
 """⊥Grad: golden parity with pytorch-optimizer 4.1.0, invariants, API errors."""
 
-import gen_orthograd
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +8,11 @@ import pytest
 
 from optim_lab import orthograd
 
+import gen_orthograd
 import goldens
-from tolerances import F32, assert_close, ulp
+from tolerances import F32
+from tolerances import assert_close
+from tolerances import ulp
 
 
 def to_flax(name, x):

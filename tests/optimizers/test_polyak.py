@@ -11,19 +11,22 @@ least-squares stream stored in ``tests/golden/polyak_alr_smag.npz`` (see
 from __future__ import annotations
 
 import flax.nnx as nnx
-import gen_polyak
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from optim_lab import alr_hb, alr_smag
+from optim_lab import alr_hb
+from optim_lab import alr_smag
 from optim_lab.optimizers import polyak
 from optim_lab.training.minimise import minimise
 
+import gen_polyak
 import goldens
-from tolerances import F32, F64, assert_close
+from tolerances import F32
+from tolerances import F64
+from tolerances import assert_close
 
 SPLIT = gen_polyak.SPLIT
 CONVERGENT = ("lr1_b09_c1", "lr05_b09_c1_wd", "lr10_b05_c05", "lr10_b09_c05")

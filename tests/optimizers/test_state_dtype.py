@@ -8,7 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from optim_lab import alr_smag, orthograd, with_state_dtype
+from optim_lab import alr_smag
+from optim_lab import orthograd
+from optim_lab import with_state_dtype
 
 import problems
 

@@ -258,7 +258,8 @@ def test_inside_lax_scan_over_steps():
 
     out, _ = jax.lax.scan(body, params, jnp.arange(1, 9))
     w = params["layers_0"]["attn"]["kernel"]
-    expect = optim_lab.tvr(_params(w * 1.01 ** 4), 4, interval=4)["layers_0"]["attn"]["kernel"] * 1.01 ** 4
+    expect = optim_lab.tvr(_params(w * 1.01 ** 4), 4, interval=4)["layers_0"]["attn"]["kernel"]
+    expect = expect * 1.01 ** 4
     expect = optim_lab.tvr(_params(expect), 8, interval=4)["layers_0"]["attn"]["kernel"]
     np.testing.assert_allclose(out["layers_0"]["attn"]["kernel"], expect, rtol=0,
                                atol=TOL * 0.05)
@@ -374,9 +375,10 @@ def test_resume_with_absolute_anchor_is_bit_identical(tmp_path):
 
     interval 3, so the resume point (10) is not a check step.
     """
+    from training.runs import tiny_config
+
     from optim_lab.training import metrics as metrics_lib
     from optim_lab.training import train
-    from training.runs import tiny_config
 
     post = [optim_lab.make_tvr_post_step(target=0.05, interval=3)]
     straight, split = tmp_path / "straight", tmp_path / "split"

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from optim_lab.schedules import decay
+
 from tolerances import assert_close
 
 T = 20

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from optim_lab.schedules import norm_log
+
 from tolerances import assert_close
 
 GRADS = {"a": jnp.array([3.0, -4.0]), "b": {"c": jnp.array([[1.0, -2.0]])}}

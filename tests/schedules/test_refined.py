@@ -11,10 +11,12 @@ import optax
 import pytest
 from scipy import ndimage
 
-import goldens
 from optim_lab.schedules import refined
 from optim_lab.schedules.refined import refine_schedule
-from tolerances import F32, assert_close
+
+import goldens
+from tolerances import F32
+from tolerances import assert_close
 
 # The spec's golden vectors are printed with 5 decimals: a decimal-rounding
 # tolerance of the spec, not a floating-point one.

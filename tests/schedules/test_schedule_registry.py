@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_norm_log import write_run
 
 from optim_lab.schedules import refined
 from optim_lab.schedules import registry
-from tolerances import F32, assert_close
 
-from test_norm_log import write_run
+from tolerances import F32
+from tolerances import assert_close
 
 
 def test_every_schedule_is_registered():

@@ -23,6 +23,7 @@ from optim_lab.training import errors
 from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import train
 from optim_lab.training import workdir as workdir_lib
+
 from runs import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

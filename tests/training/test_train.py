@@ -11,6 +11,7 @@ import pytest
 from optim_lab.training import checkpoint
 from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import train
+
 from runs import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -148,6 +149,7 @@ def test_nonfinite_step_leaves_state_untouched():
     import jax
     import jax.numpy as jnp
     import optax
+
     from optim_lab.training.state import TrainState
     from optim_lab.training.step import make_train_step
 
@@ -233,6 +235,7 @@ def test_state_dtype_64_without_x64_is_refused(tmp_path):
 
 def test_init_from_reference_start(tmp_path):
     import jax
+
     from optim_lab.data import reference_start
     start = ROOT / "tests" / "golden" / "grokking_start.npz"
     cfg = tiny_config(steps=1, log_every=1, eval_every=1, checkpoint_every=1)
