@@ -36,7 +36,8 @@ import time
 
 import jax
 import numpy as np
-from absl import flags, logging
+from absl import flags
+from absl import logging
 from flax import nnx
 
 from benchmarks import _report
@@ -47,7 +48,8 @@ from optim_lab import rundir
 from optim_lab.models.functional import functionalize
 from optim_lab.models.mlp import MLP
 from optim_lab.training import metrics as metrics_lib
-from optim_lab.training import plotting, train
+from optim_lab.training import plotting
+from optim_lab.training import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("config", "long", ["long", "ref"],
@@ -99,7 +101,7 @@ def first_losses(workdir: pathlib.Path) -> dict:
                     if 0 < r["step"] <= FIRST_STEPS])
     rel = np.abs(lab - want) / np.abs(want)
     return {"steps": FIRST_STEPS, "workdir": str(workdir), "max_rel": float(rel.max()),
-            "rel_step1": float(rel[0]),
+            "rel_step1": float(rel[0]), "max_rel_10": float(rel[:10].max()),
             "own_gap": float(np.max(np.abs(want - want64) / np.abs(want)))}
 
 

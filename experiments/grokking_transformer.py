@@ -37,9 +37,12 @@ from collections.abc import Sequence
 from absl import flags
 
 from experiments import _cli
-from experiments.configs import grokking, grokking_stablemax_long_ref, grokking_transformer
+from experiments.configs import grokking
+from experiments.configs import grokking_stablemax_long_ref
+from experiments.configs import grokking_transformer
 from optim_lab import rundir
-from optim_lab.training import plotting, train
+from optim_lab.training import plotting
+from optim_lab.training import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "runs/grokking_transformer", "Directory for the run directories.")

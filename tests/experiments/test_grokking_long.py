@@ -8,7 +8,8 @@ import pathlib
 import pytest
 
 from experiments import grokking_summary as summary
-from experiments.configs import grokking_stablemax_long, grokking_stablemax_long_ref
+from experiments.configs import grokking_stablemax_long
+from experiments.configs import grokking_stablemax_long_ref
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,9 @@ from flax import nnx
 from optim_lab.models.functional import functionalize
 from optim_lab.models.mlp import MLP
 
-from tolerances import F32, assert_close, ulp
+from tolerances import F32
+from tolerances import assert_close
+from tolerances import ulp
 
 
 def test_torch_default_init_and_no_bias():
