@@ -41,6 +41,8 @@ from absl import flags
 
 ENV_WORKER = "OPTIM_LAB_DISTRIBUTED_WORKER"  # set in the worker child
 DEFAULT_TIMEOUT_S = 60
+INIT_TIMEOUT_S = 300  # processes of a cluster job start with some skew
+SHUTDOWN_TIMEOUT_S = 60
 
 FLAGS = flags.FLAGS
 
@@ -61,8 +63,9 @@ def define_flags() -> None:
                       "detects. off: multi-process only with --coordinator_address.")
     flags.DEFINE_integer("distributed_timeout_s", DEFAULT_TIMEOUT_S,
                          "A process silent this long (killed, crashed, hung) stops "
-                         "the others; also bounds waiting for all processes to "
-                         "join at start and to finish at shutdown.", lower_bound=1)
+                         "the others. Waiting for all processes to join at start "
+                         f"takes at most max(this, {INIT_TIMEOUT_S}) s, at shutdown "
+                         f"max(this, {SHUTDOWN_TIMEOUT_S}) s.", lower_bound=1)
 
 
 class Settings:
@@ -136,8 +139,9 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
                auto: bool = False) -> None:
     """``jax.distributed.initialize`` with CPU collectives over gloo.
 
-    ``auto``: unset arguments come from the cluster's environment. Raises a
-    ``RunError`` (one line) if the processes cannot meet within ``timeout_s``.
+    ``auto``: unset arguments come from the cluster's environment. A process
+    without heartbeat for ``timeout_s`` stops the others. Raises a ``RunError``
+    (one line) if the processes cannot meet within ``max(timeout_s, 300)`` s.
     """
     import jax  # noqa: PLC0415
 
@@ -147,8 +151,9 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
         jax.distributed.initialize(
             coordinator_address, num_processes, process_id,
             cluster_detection_method=None if auto else "deactivate",
-            initialization_timeout=timeout_s, heartbeat_timeout_seconds=timeout_s,
-            shutdown_timeout_seconds=timeout_s)
+            initialization_timeout=max(timeout_s, INIT_TIMEOUT_S),
+            heartbeat_timeout_seconds=timeout_s,
+            shutdown_timeout_seconds=max(timeout_s, SHUTDOWN_TIMEOUT_S))
     except ValueError as e:
         if auto:
             raise ValueError(f"--distributed=auto: {e} (no cluster detected: give "
@@ -158,7 +163,8 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
     except Exception as e:  # noqa: BLE001 - the runtime raises its own types
         first = (str(e).strip().splitlines() or [""])[0][:300]
         raise RunError(f"could not join the multi-process run at {coordinator_address} "
-                       f"within {timeout_s} s ({type(e).__name__}: {first})") from e
+                       f"within {max(timeout_s, INIT_TIMEOUT_S)} s ({type(e).__name__}: "
+                       f"{first})") from e
 
 
 @contextlib.contextmanager

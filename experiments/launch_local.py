@@ -28,7 +28,8 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import app
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_processes", 2, "Processes to start.", lower_bound=1)

@@ -17,7 +17,8 @@ one machine; see ``experiments/_distributed.py``.
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import _cli, _distributed
+from experiments import _cli
+from experiments import _distributed
 from optim_lab.training import train
 
 FLAGS = flags.FLAGS

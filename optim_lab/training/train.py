@@ -32,7 +32,10 @@ import functools
 import math
 import pathlib
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -41,8 +44,6 @@ import ml_collections
 import optax
 
 from optim_lab import _validation
-from optim_lab.rescaling import lir as lir_lib
-from optim_lab.rescaling import tvr as tvr_lib
 from optim_lab import rundir
 from optim_lab.data import dataset as dataset_lib
 from optim_lab.data import reference_start
@@ -52,13 +53,16 @@ from optim_lab.models import functional
 from optim_lab.models import registry as model_registry
 from optim_lab.optimizers import registry as optimizer_registry
 from optim_lab.optimizers.state_dtype import with_state_dtype
+from optim_lab.rescaling import lir as lir_lib
+from optim_lab.rescaling import tvr as tvr_lib
 from optim_lab.schedules import registry as schedule_registry
 from optim_lab.training import checkpoint
 from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import parallel
 from optim_lab.training import step as step_lib
 from optim_lab.training import workdir as workdir_lib
-from optim_lab.training.errors import Diverged, RunDataError
+from optim_lab.training.errors import Diverged
+from optim_lab.training.errors import RunDataError
 from optim_lab.training.state import TrainState
 
 

@@ -21,7 +21,8 @@ import numpy as np
 from experiments.configs import base
 from experiments.configs import lm as lm_config
 from optim_lab.optimizers import registry
-from optim_lab.training import parallel, train
+from optim_lab.training import parallel
+from optim_lab.training import train
 
 STEPS = 6
 EPS32 = float(np.finfo(np.float32).eps)
