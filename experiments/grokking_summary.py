@@ -405,7 +405,8 @@ def onset_analysis(runs: Sequence[pathlib.Path]) -> list[str]:
         def at50(r):
             hit = r["hits"][0.5]
             return str(hit) if hit is not None else f"not by {r['steps']}"
-        out.append("Lab seeds (their own split and init): 50 % at "
+        out.append("Lab seeds (the lab's split, data.split_seed 0, and the init of each "
+                   "seed): 50 % at "
                    + ", ".join(f"{r['label']}: {at50(r)}" for r in seeds)
                    + (f" — a spread of {max(done50) - min(done50)} steps." if len(done50) > 1
                       else "."))
