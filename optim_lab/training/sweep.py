@@ -46,13 +46,17 @@ import ast
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
 import pathlib
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -61,17 +65,21 @@ import ml_collections
 import numpy as np
 from absl import logging as absl_logging
 
-from optim_lab import _registry, _validation, rundir
-from optim_lab.training import checkpoint, train
+from optim_lab import _registry
+from optim_lab import _validation
+from optim_lab import rundir
+from optim_lab.data import dataset as dataset_lib
+from optim_lab.training import checkpoint
 from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import step as step_lib
+from optim_lab.training import train
 from optim_lab.training import workdir as workdir_lib
 from optim_lab.training.errors import Diverged
 from optim_lab.training.state import TrainState
 
-__all__ = ["Axis", "Member", "Group", "Program", "parse_axis", "parse_axes", "member_name",
-           "expand", "traceable", "group", "plan", "run", "chunks", "hp_arrays",
-           "stack_states", "member_rows"]
+__all__ = ["Axis", "Member", "Group", "Program", "Partition", "parse_axis", "parse_axes",
+           "member_name", "expand", "traceable", "group", "plan", "run", "chunks",
+           "hp_arrays", "stack_states", "member_rows"]
 
 SEED = "seed"
 TRACEABLE_SECTIONS = ("optimizer.", "schedule.", "rescaling.")
@@ -353,50 +361,90 @@ def _unwrap(jitted: Callable) -> Callable:
     return getattr(jitted, "__wrapped__", jitted)  # the traced body of a jax.jit
 
 
+def _rows_of_epoch(perm: jax.Array, source, seed, step, batch_size: int):
+    """:func:`~optim_lab.data.dataset.get_batch` given its epoch's permutation.
+
+    ``perm`` must be ``permutation(fold_in(key(seed), step // per_epoch), n)``,
+    the one ``get_batch`` computes: the batch is then the same rows.
+    """
+    del seed  # in perm
+    x, y = source
+    pos = step % (x.shape[0] // batch_size)
+    idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
+    return x[idx], y[idx]
+
+
 class Program:
     """The jitted, vmapped train and eval steps of one group.
 
-    ``step(carry, source) -> (carry, metrics)`` with ``carry = (hp, state)``:
-    ``hp`` maps each traced field to a ``[members]`` array and ``state`` is
-    the members' stacked :class:`TrainState` with one shared step counter;
-    each metric is a ``[members]`` array. ``many(carry, source, n)`` runs
-    ``n`` steps in one ``lax.scan`` (metrics ``[n, members]``);
+    ``step(carry, source) -> (carry, metrics)`` with ``carry = (hp, perm,
+    state)``: ``hp`` maps each traced field to a ``[members]`` array, ``perm``
+    holds the members' permutations of the current epoch (see below) and
+    ``state`` is the members' stacked :class:`TrainState` with one shared step
+    counter; each metric is a ``[members]`` array. ``many(carry, source, n)``
+    runs ``n`` steps in one ``lax.scan`` (metrics ``[n, members]``);
     ``evaluate(hp, params, model_state, data)`` the members' evaluations.
 
     Each member's step is the single run's: its config is rebuilt with the
     traced fields, and optimizer, loss and post-step transforms come from the
     same builders as in :func:`~optim_lab.training.train.train_and_evaluate`.
+
+    Minibatches of an in-memory dataset: ``get_batch`` recomputes the epoch's
+    permutation of the whole training set at every step (for a small model
+    most of a step's work). Here ``epoch_perms(seeds, epoch)`` computes it once
+    per epoch per member, on the device, with the same function, and the step
+    slices it (``perm``; None otherwise): the same batches. A call must then
+    stay within one epoch (:meth:`call_sizes`).
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, fn, sampler_fn,
+    def __init__(self, config: ml_collections.ConfigDict, fn, data,
                  fields: Sequence[str]):
         self.fields = tuple(fields)
-        template = config.to_dict()
+        template, sampler = config.to_dict(), data.train_sampler()
+        n = data.num_train
+        self.per_epoch = (n // config.batch_size if data.sampler is None
+                          and not dataset_lib.is_full_batch(config.batch_size, n) else 0)
 
-        def compiled(hp):
+        def compiled(hp, sampler_fn):
             cfg = _with_values(template, hp)
             return train.compile_steps(
                 cfg, fn, train.build_loss(cfg), train.build_optimizer(cfg),
                 post_step=train.build_post_step(cfg), sampler_fn=sampler_fn)
 
-        def one_step(hp, state, source):
-            return _unwrap(compiled(hp)[0])(state, source)
+        def one_step(hp, perm, state, source):
+            rows = sampler.fn if perm is None else functools.partial(_rows_of_epoch, perm)
+            return _unwrap(compiled(hp, rows)[0])(state, source)
 
         def one_eval(hp, params, model_state, data):
-            return _unwrap(compiled(hp)[1])(params, model_state, data)
+            return _unwrap(compiled(hp, sampler.fn)[1])(params, model_state, data)
 
-        vstep = jax.vmap(one_step, in_axes=(0, _STATE_AXES, None),
+        vstep = jax.vmap(one_step, in_axes=(0, 0, _STATE_AXES, None),
                          out_axes=(_STATE_AXES, 0))
 
         def step(carry, source):
-            hp, state = carry
-            state, metrics = vstep(hp, state, source)
-            return (hp, state), metrics
+            hp, perm, state = carry
+            state, metrics = vstep(hp, perm, state, source)
+            return (hp, perm, state), metrics
+
+        def perms(seeds, epoch):
+            return jax.vmap(lambda seed: jax.random.permutation(
+                jax.random.fold_in(jax.random.key(seed), epoch), n))(seeds)
 
         self._one_step = one_step
         self.step = jax.jit(step)
         self.many = train.scan_steps(self.step)
         self.evaluate = jax.jit(jax.vmap(one_eval, in_axes=(0, 0, 0, None)))
+        self.epoch_perms = jax.jit(perms) if self.per_epoch else None
+
+    def call_sizes(self, start: int, config: ml_collections.ConfigDict) -> Iterator[int]:
+        """Steps per call from ``start``: the single run's calls, also cut at epochs."""
+        s = start
+        for n in train._call_sizes(start, config.steps, config.steps_per_call,
+                                   config.log_every):
+            while n:
+                m = min(n, self.per_epoch - s % self.per_epoch) if self.per_epoch else n
+                yield m
+                s, n = s + m, n - m
 
     def probe(self, hp: Mapping[str, Any], state: TrainState, source) -> None:
         """Traces one member's step with ``hp`` traced (compiles nothing).
@@ -405,7 +453,7 @@ class Program:
             jax.errors.JAXTypeError: a field of ``hp`` is needed as a Python
                 number (a branch, a shape or an int computed from it).
         """
-        jax.eval_shape(self._one_step, dict(hp), state, source)
+        jax.eval_shape(self._one_step, dict(hp), None, state, source)
 
 
 def hp_arrays(configs: Sequence[ml_collections.ConfigDict], fields: Sequence[str]
@@ -434,7 +482,7 @@ def _build(config: ml_collections.ConfigDict) -> _Built:
 
 def _program(config: ml_collections.ConfigDict, built: _Built,
              fields: Sequence[str]) -> Program:
-    return Program(config, built.fn, built.data.train_sampler().fn, fields)
+    return Program(config, built.fn, built.data, fields)
 
 
 def _needs_concrete(error: BaseException | None) -> bool:
@@ -590,20 +638,20 @@ def member_rows(host: Sequence[Mapping[str, np.ndarray]], i: int) -> list[dict[s
     return metrics_lib.fetch_window([{k: v[..., i] for k, v in m.items()} for m in host])
 
 
-class _Partition:
+class Partition:
     """Members of one group at one common step, trained in one program.
 
     The members are padded to ``width`` (copies of the last one, whose results
     are dropped), so every chunk of a group runs the same compiled program.
     """
 
-    def __init__(self, program: Program, members: Sequence[Member],
+    def __init__(self, program: Program, configs: Sequence[ml_collections.ConfigDict],
                  states: Sequence[TrainState], data, start: int, width: int):
-        self.program, self.members, self.start = program, list(members), start
-        self.config = members[0].config
-        pad = [members[-1].config] * (width - len(members))
-        self.hp = hp_arrays([m.config for m in members] + pad, program.fields)
-        self.state = stack_states(list(states) + [states[-1]] * len(pad))
+        self.program, self.start, self.config = program, start, configs[0]
+        configs = list(configs) + [configs[-1]] * (width - len(configs))
+        self.hp = hp_arrays(configs, program.fields)
+        self.seeds = jnp.asarray([c.seed for c in configs], jnp.int32)
+        self.state = stack_states(list(states) + [states[-1]] * (width - len(states)))
         self.source = data.train_sampler().source
         self.eval_data = (data.train_x, data.train_y, data.test_x, data.test_y)
 
@@ -613,13 +661,18 @@ class _Partition:
 
     def calls(self) -> Iterator[tuple[int, Any]]:
         """Runs the steps; yields ``(step reached, device metrics)`` per call."""
-        c, carry, s = self.config, (self.hp, self.state), self.start
-        for n in train._call_sizes(self.start, c.steps, c.steps_per_call, c.log_every):
+        c, p, s = self.config, self.program, self.start
+        perm, epoch = None, None
+        for n in p.call_sizes(self.start, c):
+            if p.per_epoch and s // p.per_epoch != epoch:
+                epoch = s // p.per_epoch
+                perm = p.epoch_perms(self.seeds, epoch)
+            carry = (self.hp, perm, self.state)
             if c.steps_per_call > 1:
-                carry, metrics = self.program.many(carry, self.source, n)
+                carry, metrics = p.many(carry, self.source, n)
             else:
-                carry, metrics = self.program.step(carry, self.source)
-            self.state, s = carry[1], s + n
+                carry, metrics = p.step(carry, self.source)
+            self.state, s = carry[2], s + n
             yield s, metrics
 
 
@@ -627,7 +680,7 @@ def _eval_record(config, host: Mapping[str, np.ndarray], i: int) -> dict[str, fl
     return train._with_bits_per_byte(config, {k: float(v[i]) for k, v in host.items()})
 
 
-def _train(part: _Partition, slots: Sequence[_Slot], label: str,
+def _train(part: Partition, slots: Sequence[_Slot], label: str,
            progress: bool) -> None:
     """The training loop of :func:`~optim_lab.training.train.train_and_evaluate`,
     for every member of a partition: log, eval, checkpoint, divergence stop."""
@@ -704,11 +757,11 @@ def _run_chunk(program: Program, members: Sequence[Member], root: pathlib.Path,
                 (m, restored if restored is not None else initial))
             data = built.data
         for start, pairs in sorted(by_start.items()):
-            part = _Partition(program, [m for m, _ in pairs], [s for _, s in pairs],
-                              data, start, width)
+            part = Partition(program, [m.config for m, _ in pairs],
+                             [s for _, s in pairs], data, start, width)
             slots: list[_Slot] = []
             try:
-                for m in part.members:
+                for m, _ in pairs:
                     d = root / m.name
                     slots.append(_Slot(m, d, metrics_lib.MetricsWriter(d, start, _notice),
                                        checkpoint.manager(d),

@@ -20,11 +20,16 @@ import json
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from optim_lab import rundir
-from optim_lab.training import checkpoint, errors, sweep, train
+from optim_lab.data import dataset
+from optim_lab.training import checkpoint
+from optim_lab.training import errors
+from optim_lab.training import sweep
+from optim_lab.training import train
 from optim_lab.training import workdir as workdir_lib
 
 from runs import tiny_config
@@ -260,3 +265,31 @@ def test_member_directories_are_guarded(tmp_path, monkeypatch):
 def _template(member):
     _, fn, _, tx = train.setup(member.config)
     return train.initial_state(fn, tx, member.config.seed)
+
+
+def test_epoch_permutations_give_get_batchs_batches():
+    members = _members()  # 48 training rows, batch 16: 3 steps per epoch
+    data, fn, _, _ = train.setup(members[0].config)
+    program = sweep.Program(members[0].config, fn, data, ())
+    assert program.per_epoch == 3
+    seeds = jnp.asarray([0, 5], jnp.int32)
+    x, y = data.train_sampler().source
+    for step in range(8):
+        perms = program.epoch_perms(seeds, step // 3)
+        for i, seed in enumerate((0, 5)):
+            got = sweep._rows_of_epoch(perms[i], (x, y), None, step, 16)
+            want = dataset.get_batch(x, y, seed, step, 16)
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_array_equal(a, b)
+    c = members[0].config
+    assert list(program.call_sizes(1, c)) == [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                               1, 1, 1, 1]
+    c.steps_per_call = 4  # log_every 5: calls of <= 4 steps, cut at logs and epochs
+    assert list(program.call_sizes(1, c)) == [2, 2, 1, 3, 1, 2, 2, 1, 3, 1, 1]
+
+
+def test_scanned_sweep_equals_the_stepped_one(swept, tmp_path):
+    root, members = swept
+    _run(tmp_path, steps_per_call=4)
+    for m in members:
+        _assert_same(tmp_path / m.name, root / m.name, m.config)
