@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import flags
+from absl import logging
 
 from experiments import _cli
 from optim_lab import _validation
@@ -74,9 +75,14 @@ def restore_lm(workdir: str | pathlib.Path):
         ValueError: not a byte-level LM run, or no checkpoint.
     """
     config = load_lm_config(workdir)
-    with train.x64_context(config):
-        _, fn, _, _ = train.setup(config)
-        state = train.restore_state(config, workdir)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)  # orbax warns that a read-only restore is read-only
+    try:
+        with train.x64_context(config):
+            _, fn, _, _ = train.setup(config)
+            state = train.restore_state(config, workdir)
+    finally:
+        logging.set_verbosity(verbosity)
     if state is None:
         raise ValueError(f"{workdir} has no checkpoint to sample from (train it first)")
     return fn.apply, state.params, state.model_state, config.model.context, int(state.step)
