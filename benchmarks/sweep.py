@@ -7,9 +7,10 @@ process (``_report.time_interleaved``), and every timed function returns what
 a real step keeps (params, model and optimizer state) after blocking on it:
 
 (a) **8 members (2 seeds × 4 learning rates) vmapped vs the same 8 runs one
-    after another**: ``sweep.Program``'s jitted, vmapped step over the stacked
-    states (metrics fetched once per ``log_every`` window and split per member)
-    against each member's own jitted single-run step
+    after another**: the sweep's own loop (``sweep.Partition``: one jitted,
+    vmapped step over the stacked states, batches sliced from each epoch's
+    permutation; metrics fetched once per ``log_every`` window and split per
+    member) against each member's own jitted single-run step
     (``train.compile_steps``) with its own window fetches. On the digits MLP
     (``fadam_digits``: 64-64-10, batch 64, AdamW) and on the grokking MLP
     (``grokking``: 226-200-200-113, full batch of 5 107, AdamW).
@@ -275,15 +276,16 @@ def _notes(digits: dict[str, float], disp: dict[str, float],
         f"{draw_us:.0f} µs of it ({draw_us / step_us:.0%}) drawing the batch "
         "(`dataset.get_batch`: threefry bits and a sort of the 1 437-example epoch "
         "permutation, recomputed every step; the bare loop draws the same batches). "
-        f"Per step the loops cost {k1_us:.0f} µs (steps_per_call=1), {k10_us:.0f} µs "
-        f"(steps_per_call=10) and {bare_us:.0f} µs (bare); per member-step "
-        f"{seq_us:.0f} µs one run after another and {vm_us:.0f} µs vmapped. Scanning "
-        "and vmapping remove per-call overhead (dispatch of the state and metric "
-        "pytrees, the host loop), not the step's own work, and most of that work is the "
-        "batch draw, which vmapping turns into one sort of 8 × 1 437 keys, no cheaper "
-        "per member: the digits targets are bounded by it. Computing each epoch's "
-        "permutation once instead of every step (in the data path, for single runs "
-        "and sweeps alike; same batches) would remove it.",
+        f"Per step the single-run loops cost {k1_us:.0f} µs (steps_per_call=1), "
+        f"{k10_us:.0f} µs (steps_per_call=10) and {bare_us:.0f} µs (bare). Ten steps per "
+        "call remove the per-call overhead (dispatch of the state and metric pytrees, "
+        "the host loop), not the step's own work, most of which is that batch draw: it "
+        "bounds both (b) ratios. The sweep's program computes each epoch's permutation "
+        "once per member (same function, same batches) and slices it each step, and "
+        "runs the 8 members' steps in one call: "
+        f"{vm_us:.0f} µs per member-step against {seq_us:.0f} µs one run after "
+        "another. The same once-per-epoch permutation in the single-run loop "
+        "(`train.compile_steps` / `dataset.get_batch`) would lift (b) too.",
         "Grokking MLP: a member's step is a full-batch matmul chain "
         f"({us / grok['cpu:sequential'] / 1e3:.1f} ms CPU per member-step one after "
         "another), so vmapping has little dispatch to save, while 8 members' forward "
@@ -316,7 +318,7 @@ def main(argv):
         f"Regenerate: `python -m benchmarks.sweep --repeats={r}` · {_report.machine()} · "
         f"load average {os.getloadavg()[0]:.1f} at the end", "",
         f"(a) 8 members ({len(SEEDS)} seeds × {len(LRS)} learning rates, AdamW) as one "
-        "vmapped program (`sweep.Program`, what `experiments.sweep` runs) vs the same 8 "
+        "vmapped program (`sweep.Partition`, what `experiments.sweep` runs) vs the same 8 "
         "runs one after another (each its own jitted single-run step), throughput in "
         "member-steps/s; (b) one run's steps/s. Every loop is the lab's (window metrics "
         "fetched every `log_every` steps and averaged per member, no file writes), timed "

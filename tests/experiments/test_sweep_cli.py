@@ -14,7 +14,9 @@ import pytest
 
 from experiments import summarize
 from optim_lab import rundir
-from optim_lab.training import checkpoint, plotting, train
+from optim_lab.training import checkpoint
+from optim_lab.training import plotting
+from optim_lab.training import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = ["--config=experiments/configs/grokking.py", "--config.data.modulus=11",
