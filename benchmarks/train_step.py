@@ -60,9 +60,9 @@ def bare_loop(config):
 
     @jax.jit
     def step(ws, opt_state, x, y):
-        l, g = jax.value_and_grad(loss)(ws, x, y)
+        value, g = jax.value_and_grad(loss)(ws, x, y)
         u, opt_state = tx.update(g, opt_state, ws)
-        return optax.apply_updates(ws, u), opt_state, l
+        return optax.apply_updates(ws, u), opt_state, value
 
     carry = [kernels, tx.init(kernels)]
 

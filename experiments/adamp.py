@@ -32,7 +32,8 @@ import numpy as np
 import optax
 from absl import flags
 
-from experiments import _cli, _common
+from experiments import _cli
+from experiments import _common
 from experiments.configs import adamp_digits
 from optim_lab import rundir
 from optim_lab.optimizers import adamp as adamp_lib

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +28,10 @@ import numpy as np
 import optax
 from absl import flags
 
-from experiments import _cli, _common
-from experiments.configs import fadam_digits, fadam_modular
+from experiments import _cli
+from experiments import _common
+from experiments.configs import fadam_digits
+from experiments.configs import fadam_modular
 from optim_lab.training import train
 
 FLAGS = flags.FLAGS

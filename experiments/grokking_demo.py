@@ -16,10 +16,14 @@ import pathlib
 
 from absl import flags
 
-from experiments import _cli, _common
-from experiments.configs import grokking, grokking_released, grokking_stablemax
+from experiments import _cli
+from experiments import _common
+from experiments.configs import grokking
+from experiments.configs import grokking_released
+from experiments.configs import grokking_stablemax
 from optim_lab import rundir
-from optim_lab.training import plotting, train
+from optim_lab.training import plotting
+from optim_lab.training import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "runs/grokking_demo", "Directory for the run directories.")

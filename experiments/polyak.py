@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,9 @@ import numpy as np
 import optax
 from absl import flags
 
-from experiments import _cli, _common, polyak_report
+from experiments import _cli
+from experiments import _common
+from experiments import polyak_report
 from experiments.configs import polyak_digits
 from optim_lab.optimizers import polyak
 from optim_lab.training import metrics as metrics_lib

@@ -27,9 +27,13 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
-from experiments import _cli, _common
-from experiments.configs import schedules_mlp, schedules_softmax, schedules_softmax_l2
-from optim_lab.schedules import norm_log, refined
+from experiments import _cli
+from experiments import _common
+from experiments.configs import schedules_mlp
+from experiments.configs import schedules_softmax
+from experiments.configs import schedules_softmax_l2
+from optim_lab.schedules import norm_log
+from optim_lab.schedules import refined
 from optim_lab.schedules import registry as schedule_registry
 from optim_lab.schedules.refined import refine_schedule
 from optim_lab.training import train

@@ -13,7 +13,8 @@ skipped: the concrete initial values were checked at ``init``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 import jax

@@ -4,7 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tolerances import F32, F64, assert_close, compare_dtype, eps, ulp
+from tolerances import F32
+from tolerances import F64
+from tolerances import assert_close
+from tolerances import compare_dtype
+from tolerances import eps
+from tolerances import ulp
 
 E32 = float(np.finfo(np.float32).eps)
 

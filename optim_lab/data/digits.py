@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from optim_lab import _validation
-from optim_lab.data.dataset import Dataset, DataSpec, split
+from optim_lab.data.dataset import Dataset
+from optim_lab.data.dataset import DataSpec
+from optim_lab.data.dataset import split
 
 IMAGE_SHAPE = (8, 8, 1)
 

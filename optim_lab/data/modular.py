@@ -23,7 +23,9 @@ import numpy as np
 
 from optim_lab import _validation
 from optim_lab.data import reference_start
-from optim_lab.data.dataset import Dataset, DataSpec, split
+from optim_lab.data.dataset import Dataset
+from optim_lab.data.dataset import DataSpec
+from optim_lab.data.dataset import split
 
 OPS = {"add": np.add, "mul": np.multiply, "sub": np.subtract}
 # The grokking reference's names (its --binary_operation) for OPS.

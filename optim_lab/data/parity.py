@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from optim_lab import _validation
-from optim_lab.data.dataset import Dataset, DataSpec, split
+from optim_lab.data.dataset import Dataset
+from optim_lab.data.dataset import DataSpec
+from optim_lab.data.dataset import split
 
 
 def sparse_parity(*, k: int = 3, n_noise: int = 40, num_samples: int = 2000,

@@ -34,7 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from optim_lab import _validation
-from optim_lab.data.dataset import Dataset, DataSpec, Sampler
+from optim_lab.data.dataset import Dataset
+from optim_lab.data.dataset import DataSpec
+from optim_lab.data.dataset import Sampler
 
 VOCAB_SIZE = 256
 DEFAULT_MAX_BYTES = 8 * 2**20

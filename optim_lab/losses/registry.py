@@ -12,8 +12,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from optim_lab import _registry, _validation
-from optim_lab.losses import softmax, stablemax
+from optim_lab import _registry
+from optim_lab import _validation
+from optim_lab.losses import softmax
+from optim_lab.losses import stablemax
 
 LossFn = Callable[..., jax.Array]
 

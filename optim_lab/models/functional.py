@@ -17,7 +17,8 @@ ignore it, so a training step may always pass one.
 from __future__ import annotations
 
 import inspect
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 from flax import nnx

@@ -38,14 +38,17 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple, Union
+from typing import Any
+from typing import NamedTuple
+from typing import Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optim_lab import _numerics, _validation
+from optim_lab import _numerics
+from optim_lab import _validation
 
 BRANCH_NONE, BRANCH_CHANNEL, BRANCH_LAYER = 0, 1, 2
 

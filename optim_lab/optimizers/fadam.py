@@ -23,13 +23,15 @@ References:
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from optim_lab import _numerics, _validation
+from optim_lab import _numerics
+from optim_lab import _validation
 
 EPS_MODES = ("min_scaled", "scaled_by_min1", "scaled_by_max1")
 

@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optim_lab import _numerics, _validation
+from optim_lab import _numerics
+from optim_lab import _validation
 
 _EPS = 1e-30
 SCOPES = ("leaf", "global")

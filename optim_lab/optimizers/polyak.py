@@ -44,7 +44,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optim_lab import _numerics, _validation
+from optim_lab import _numerics
+from optim_lab import _validation
 
 VARIANTS = ("sps", "sps+", "plus")  # "plus" is an alias of "sps+"
 

@@ -22,13 +22,18 @@ benchmark) by adding one :class:`Entry` to ``_ENTRIES``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import optax
 
 from optim_lab import _registry
-from optim_lab.optimizers import adamp, baselines, fadam, perpgrad, polyak
+from optim_lab.optimizers import adamp
+from optim_lab.optimizers import baselines
+from optim_lab.optimizers import fadam
+from optim_lab.optimizers import perpgrad
+from optim_lab.optimizers import polyak
 
 ORTHOGRAD_PREFIX = "orthograd_"
 _ORTHOGRAD_ARGS = {"orthograd_scope": "scope",

@@ -13,7 +13,8 @@ Everything here is static (Python), decided before anything is traced.
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -11,7 +11,8 @@ hyperparameters or seeds); nothing is compiled inside.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import optax

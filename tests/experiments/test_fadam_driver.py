@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-from experiments.configs import fadam_digits, fadam_modular
+from experiments.configs import fadam_digits
+from experiments.configs import fadam_modular
 from optim_lab.training import train
 
 

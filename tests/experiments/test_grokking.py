@@ -8,7 +8,9 @@ in the default suite; checks 2 and 3 (Softmax Collapse onset, float64 delay;
 import pytest
 
 from experiments import _common
-from experiments.configs import grokking, grokking_released, grokking_stablemax
+from experiments.configs import grokking
+from experiments.configs import grokking_released
+from experiments.configs import grokking_stablemax
 from optim_lab import rundir
 from optim_lab.training import train
 

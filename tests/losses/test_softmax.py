@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optim_lab import softmax_cross_entropy, stablemax_cross_entropy
+from optim_lab import softmax_cross_entropy
+from optim_lab import stablemax_cross_entropy
 from optim_lab.losses import registry
 
 from tolerances import assert_close

@@ -6,9 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optim_lab import log_stablemax, stablemax, stablemax_cross_entropy
+from optim_lab import log_stablemax
+from optim_lab import stablemax
+from optim_lab import stablemax_cross_entropy
 
-from tolerances import F32, assert_close
+from tolerances import F32
+from tolerances import assert_close
 
 
 def reference_log_stablemax(z):

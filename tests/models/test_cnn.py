@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from optim_lab.data.dataset import DataSpec
-from optim_lab.models import functional, registry
+from optim_lab.models import functional
+from optim_lab.models import registry
 
 
 def _fn():

@@ -12,7 +12,8 @@ from flax import nnx
 from optim_lab.data.dataset import DataSpec
 from optim_lab.models import registry
 from optim_lab.models.functional import functionalize
-from optim_lab.models.llama import Llama, apply_rope
+from optim_lab.models.llama import Llama
+from optim_lab.models.llama import apply_rope
 
 EPS = float(jnp.finfo(jnp.float32).eps)
 TINY = dict(num_layers=3, d_model=16, num_heads=2, mlp_hidden=24, context=8, vocab_size=11)

@@ -9,6 +9,7 @@ import numpy as np
 
 from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import train
+
 from runs import tiny_config
 
 
