@@ -161,11 +161,13 @@ def seconds_at(clock: Sequence[dict[str, float]], step: int, key: str = "wall_s"
 
 
 def find_runs(root: str | pathlib.Path) -> list[pathlib.Path]:
-    """Run directories directly under ``root`` with a metrics log, ref first."""
+    """Run directories directly under ``root`` with a metrics log, ref first
+    (``_``-prefixed ones, such as the first-steps check, are not runs of the table)."""
     root = pathlib.Path(root)
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if (p / rundir.METRICS_FILE).exists()]
+    runs = [p for p in root.iterdir()
+            if (p / rundir.METRICS_FILE).exists() and not p.name.startswith("_")]
     return sorted(runs, key=lambda p: (not p.name.startswith("ref"), _seed_key(p.name)))
 
 
@@ -267,7 +269,8 @@ def run_row(workdir: pathlib.Path) -> dict[str, Any]:
     evals = evals_of(rundir.read_metrics(workdir))
     clock = read_clock(workdir)
     config = rundir.load_config(workdir)
-    last, peak = evals[-1], max(evals, key=lambda r: r["test/accuracy"])
+    trained = [r for r in evals if r["step"] > 0] or evals
+    last, peak = evals[-1], max(trained, key=lambda r: r["test/accuracy"])
     hits = {t: first_step(evals, t) for t in MILESTONES}
     wall = {t: None if s is None else seconds_at(clock, s) for t, s in hits.items()}
     return {"name": workdir.name, "label": label(workdir.name), "steps": last["step"],

@@ -98,7 +98,7 @@ def test_milestone_report_from_run_directories(tmp_path):
     results.mkdir()
     _run(root, "seed7", [(0, 0.0), (30_000, 0.6), (40_000, 0.96), (80_000, 0.995)], 0.012)
     _run(root, "ref", [(0, 0.0), (35_000, 0.55), (52_000, 0.955)], 0.012)
-    (root / "_first20").mkdir()  # not a run of the table
+    _run(root, "_first20", [(0, 0.0), (21, 0.0)], 0.01, steps=21)  # not a run of the table
     runs = summary.find_runs(root)
     assert [p.name for p in runs] == ["ref", "seed7"]
     f32state = summary.report(
