@@ -47,6 +47,7 @@ goldens: $(VENV)/.parity
 bench: $(VENV)/.base
 	$(PY) -m benchmarks.train_step
 	$(PY) -m benchmarks.optimizer_update
+	$(PY) -m benchmarks.lm_step
 	$(PY) -m benchmarks.sweep
 
 ## Every results/ table and plot
