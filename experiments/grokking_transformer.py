@@ -155,6 +155,20 @@ def _step(v) -> str:
     return "never" if v is None else str(v)
 
 
+def observations(rows: Sequence[dict]) -> list[str]:
+    """One line per learning rate: which run generalises first (from the rows)."""
+    out = []
+    for lr in sorted({r["lr"] for r in rows}, reverse=True):
+        group = sorted((r for r in rows if r["lr"] == lr),
+                       key=lambda r: (r["test90"] is None, r["test90"] or 0, -r["max_test"]))
+        parts = [f"{r['variant_label']} " + (f"≥ 90 % test at step {r['test90']}"
+                                            if r["test90"] is not None else
+                                            f"max {_pct(r['max_test'])} test by step {r['steps']}")
+                 for r in group]
+        out.append(f"- lr {lr:g}: " + "; ".join(parts) + ".")
+    return out + [""] if out else []
+
+
 def render(rows: Sequence[dict], anchors: Sequence[dict], command: str) -> str:
     head = ("| run | steps | " + " | ".join(f"test @{s}" for s in CHECKPOINTS)
             + " | max test | final train | train 100 % at | test ≥ 50 % at | "
@@ -180,6 +194,7 @@ def render(rows: Sequence[dict], anchors: Sequence[dict], command: str) -> str:
            "reference command is lr 1e-3 for 5 000 epochs; no reference numbers were "
            "measured for the transformer.", "", head, sep]
     out += [line(r) for r in rows]
+    out += ["", *observations(rows)]
     if anchors:
         out += ["", "## The lr 5e-3 reference figures are the Fig. 6b MLP runs", "",
                 "The reference figures measured on this machine at lr 5e-3 (⊥AdamW 47 % "
@@ -254,7 +269,8 @@ def run_all(root, results, *, lrs: Sequence[float], variants: Sequence[str], ste
             print(f"== transformer: {label}", flush=True)
             config = transformer_config(variant, lr, steps, eval_every, **model)
             train.train_and_evaluate(config, root / name)
-            rows.append(summarize(name, label, rundir.read_metrics(root / name)))
+            row = summarize(name, label, rundir.read_metrics(root / name))
+            rows.append({**row, "lr": lr, "variant_label": VARIANTS[variant][0]})
             curves.append((label, root / name))
     results.mkdir(parents=True, exist_ok=True)
     (results / "transformer.md").write_text(render(rows, anchors, command))
