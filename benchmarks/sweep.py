@@ -136,7 +136,7 @@ def lab_loop(config, per_call):
 
     def run(steps):
         window, s = [], 0
-        for n in train._call_sizes(0, steps, per_call, config.log_every):
+        for n in train.call_sizes(0, steps, per_call, config.log_every):
             if per_call > 1:
                 holder[0], metrics = many(holder[0], source, n)
             else:

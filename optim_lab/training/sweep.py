@@ -439,7 +439,7 @@ class Program:
     def call_sizes(self, start: int, config: ml_collections.ConfigDict) -> Iterator[int]:
         """Steps per call from ``start``: the single run's calls, also cut at epochs."""
         s = start
-        for n in train._call_sizes(start, config.steps, config.steps_per_call,
+        for n in train.call_sizes(start, config.steps, config.steps_per_call,
                                    config.log_every):
             while n:
                 m = min(n, self.per_epoch - s % self.per_epoch) if self.per_epoch else n
@@ -677,7 +677,7 @@ class Partition:
 
 
 def _eval_record(config, host: Mapping[str, np.ndarray], i: int) -> dict[str, float]:
-    return train._with_bits_per_byte(config, {k: float(v[i]) for k, v in host.items()})
+    return train.with_bits_per_byte(config, {k: float(v[i]) for k, v in host.items()})
 
 
 def _train(part: Partition, slots: Sequence[_Slot], label: str,
@@ -717,7 +717,7 @@ def _train(part: Partition, slots: Sequence[_Slot], label: str,
         saving = [i for i, sl in enumerate(slots)
                   if not sl.stopped and (save or sl in diverged)]
         for i, member_state in _member_states(part.state, saving).items():
-            train._save(slots[i].mngr, member_state, s)
+            train.save_checkpoint(slots[i].mngr, member_state, s)
         for slot in diverged:
             slot.stopped = slot.divergence.message(s)
             _notice(f"sweep member {slot.member.name}: {slot.stopped}")
@@ -765,7 +765,7 @@ def _run_chunk(program: Program, members: Sequence[Member], root: pathlib.Path,
                     d = root / m.name
                     slots.append(_Slot(m, d, metrics_lib.MetricsWriter(d, start, _notice),
                                        checkpoint.manager(d),
-                                       train._Divergence(m.config.max_nonfinite_steps)))
+                                       train.Divergence(m.config.max_nonfinite_steps)))
                 _train(part, slots, label, progress)
             finally:
                 for slot in slots:

@@ -304,8 +304,17 @@ def scan_steps(train_step: Callable) -> Callable:
     return jax.jit(many, static_argnums=2, donate_argnums=donate)
 
 
-def _call_sizes(start: int, steps: int, per_call: int, log_every: int) -> Iterator[int]:
-    """Steps per jitted call: at most ``per_call``, never across a log boundary."""
+def call_sizes(start: int, steps: int, per_call: int, log_every: int) -> Iterator[int]:
+    """Steps per jitted call from ``start`` to ``steps``.
+
+    Each call runs at most ``per_call`` steps and never crosses a multiple of
+    ``log_every`` (eval and checkpoint steps are multiples of it too), so the
+    loop can log, evaluate and save after the call that reaches one.
+
+    Examples:
+        >>> list(call_sizes(13, 30, 3, 5))
+        [2, 3, 2, 3, 2, 3, 2]
+    """
     s = start
     while s < steps:
         n = min(per_call, log_every - s % log_every, steps - s)
@@ -356,8 +365,15 @@ def _notice(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-class _Divergence:
-    """Counts consecutive rejected (non-finite) steps across log windows."""
+class Divergence:
+    """Counts consecutive rejected (non-finite) steps across log windows.
+
+    ``update`` is fed each log window's per-step host metrics (with
+    ``train/nonfinite`` and the non-finite code) and says when the streak
+    reaches ``limit`` (``config.max_nonfinite_steps``); ``message`` is the
+    one-line :class:`~optim_lab.training.errors.Diverged` text; ``rejected``
+    counts every rejected step for the progress line.
+    """
 
     def __init__(self, limit: int):
         self.limit, self.streak, self.rejected = limit, 0, 0
@@ -377,13 +393,14 @@ class _Divergence:
         return self.streak >= self.limit
 
     def message(self, step: int) -> str:
+        """Why the run stopped at ``step`` (first bad step, what was non-finite)."""
         return (f"diverged: {self.streak} consecutive non-finite steps from step "
                 f"{self.first_step} to {step} (non-finite: {self.what}); stopped "
                 f"at step {step}, the last good state is checkpointed; lower the "
                 "learning rate or use a new workdir")
 
 
-def _with_bits_per_byte(config, record: dict[str, float]) -> dict[str, float]:
+def with_bits_per_byte(config, record: dict[str, float]) -> dict[str, float]:
     """Adds ``<split>/bits_per_byte`` (loss in nats / ln 2) for byte-level text."""
     if config.data.name == "text":
         for split in ("train", "test"):
@@ -401,7 +418,13 @@ def run_record(config, data: dataset_lib.Dataset) -> dict[str, Any]:
     return record
 
 
-def _save(mngr, state, step: int) -> None:
+def save_checkpoint(mngr, state, step: int) -> None:
+    """Saves ``state`` (reached ``step``) with ``mngr`` and waits for the write.
+
+    Every process calls it (orbax's multi-process save: each writes its own
+    shards); a failed write on any process stops every process with a
+    :class:`~optim_lab.training.errors.RunDataError` naming the step.
+    """
     def save():
         try:
             checkpoint.save(mngr, state)
@@ -459,10 +482,10 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
         eval_data = parallel.replicate(
             (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
         reporter = metrics_lib.Progress(config.steps, start) if progress and lead else None
-        divergence = _Divergence(config.max_nonfinite_steps)
+        divergence = Divergence(config.max_nonfinite_steps)
         record: dict[str, float] = {}
         def evaluate():
-            return _with_bits_per_byte(config, metrics_lib.to_host(
+            return with_bits_per_byte(config, metrics_lib.to_host(
                 eval_step(state.params, state.model_state, eval_data)))
 
         if start == 0:
@@ -470,7 +493,7 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
             parallel.agree(lambda: writer.write(0, record), lead_only=True)
         many = scan_steps(train_step) if config.steps_per_call > 1 else None
         window, window_start, s = [], start + 1, start
-        for n in _call_sizes(start, config.steps, config.steps_per_call, config.log_every):
+        for n in call_sizes(start, config.steps, config.steps_per_call, config.log_every):
             if many is None:
                 state, step_metrics = train_step(state, train_xy)
                 window.append(step_metrics)
@@ -491,7 +514,7 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
                 if reporter:
                     reporter.report(s, record, divergence.rejected)
             if s % config.checkpoint_every == 0 or last or diverged:
-                _save(mngr, state, s)
+                save_checkpoint(mngr, state, s)
             if diverged:
                 raise Diverged(divergence.message(s))
     finally:

@@ -213,9 +213,9 @@ def test_scanned_dispatch_is_bit_identical(tmp_path):
 
 
 def test_call_sizes_respect_log_boundaries():
-    assert list(train._call_sizes(13, 30, 3, 5)) == [2, 3, 2, 3, 2, 3, 2]
-    assert list(train._call_sizes(0, 7, 10, 5)) == [5, 2]
-    assert list(train._call_sizes(0, 4, 1, 5)) == [1, 1, 1, 1]
+    assert list(train.call_sizes(13, 30, 3, 5)) == [2, 3, 2, 3, 2, 3, 2]
+    assert list(train.call_sizes(0, 7, 10, 5)) == [5, 2]
+    assert list(train.call_sizes(0, 4, 1, 5)) == [1, 1, 1, 1]
 
 
 def test_state_dtype_64_keeps_optimizer_state_in_float64(tmp_path):
