@@ -230,21 +230,61 @@ def _die_with_parent() -> None:
 
 # -- the supervisor -------------------------------------------------------------
 
-_RUNTIME_LOG = re.compile(r"^[EF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
+# A C++ (glog) or absl log line: severity, date, time, thread, file:line.
+_RUNTIME_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
 # gloo's connection notices (two threads may interleave them on one line)
 _NOISE = re.compile(r"\[Gloo\] Rank|^\d+ is connected to \d+ peer ranks")
+
+
+class StderrFilter:
+    """What the supervisor shows of the worker's stderr.
+
+    Lines pass through until the first runtime log line (any severity: the
+    runtime warns before it aborts, e.g. "Failed to retrieve preemption
+    notice"); from then on stderr is held back, except the worker's own
+    one-line ``error:`` messages. At the end, a successful worker's held lines
+    are shown; a failed worker's are replaced by one ``error:`` line (unless
+    the worker said one), followed by a Python traceback if one was held.
+    """
+
+    def __init__(self, debug: bool = False):
+        self.debug = debug
+        self.held: list[str] = []
+        self.said_error = False
+
+    def feed(self, line: str) -> list[str]:
+        """The lines to write now for one line of the worker's stderr."""
+        if self.debug:
+            return [line]
+        if line.startswith("error:"):
+            self.said_error = True
+            return [line]
+        if self.held or _RUNTIME_LOG.match(line):
+            self.held.append(line)
+            return []
+        return [] if _NOISE.search(line) else [line]
+
+    def finish(self, code: int, s: Settings) -> list[str]:
+        """The lines to write when the worker exited with ``code``."""
+        if code == 0 or self.debug:
+            return list(self.held)
+        out = [] if self.said_error else [f"error: {s.who()}: {_reason(self.held, code, s)}\n"]
+        tb = next((i for i, line in enumerate(self.held)
+                   if line.startswith("Traceback (most recent call last)")), None)
+        if tb is not None:
+            out += [line for line in self.held[tb:] if not _RUNTIME_LOG.match(line)]
+        return out
 
 
 def supervise(s: Settings, debug: bool = False) -> int:
     """Runs this command line as the worker child; returns the exit status.
 
-    Forwards the worker's stdout and stderr line by line (without the gloo
-    library's connection notices); from
-    the JAX runtime's first error log line on, stderr is held back and, if the
-    worker then fails, replaced by one ``error:`` line saying what the runtime
-    saw (a process without heartbeat, the coordinator lost). A worker killed
-    by a signal is reported in one line too. Exit status: the worker's, 1 for
-    an abort or a signal.
+    Forwards the worker's stdout (without the gloo library's connection
+    notices) and its stderr through a :class:`StderrFilter`, so a runtime
+    abort becomes one ``error:`` line saying what the runtime saw (a process
+    without heartbeat, the coordinator lost). A worker killed by a signal is
+    reported in one line too. Exit status: the worker's, 1 for an abort or a
+    signal.
     """
     env = dict(os.environ, **{ENV_WORKER: "1"})
     argv = [sys.executable, *sys.orig_argv[1:]]
@@ -261,8 +301,7 @@ def supervise(s: Settings, debug: bool = False) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop)
-    held: list[str] = []
-    said_error = False
+    errors = StderrFilter(debug)
 
     def pump_stdout():  # the gloo library prints its connections to stdout
         for line in child.stdout:
@@ -271,18 +310,8 @@ def supervise(s: Settings, debug: bool = False) -> int:
                 sys.stdout.flush()
 
     def pump_stderr():
-        nonlocal said_error
         for line in child.stderr:
-            if debug:
-                sys.stderr.write(line)
-                continue
-            if held or _RUNTIME_LOG.match(line):
-                held.append(line)
-                continue
-            if _NOISE.search(line):
-                continue
-            said_error = said_error or line.startswith("error:")
-            sys.stderr.write(line)
+            sys.stderr.writelines(errors.feed(line))
             sys.stderr.flush()
 
     readers = [threading.Thread(target=f, daemon=True) for f in (pump_stdout, pump_stderr)]
@@ -291,13 +320,10 @@ def supervise(s: Settings, debug: bool = False) -> int:
     code = child.wait()
     for r in readers:
         r.join(timeout=5)
+    sys.stderr.writelines(errors.finish(code, s))
+    sys.stderr.flush()
     if code == 0:
-        sys.stderr.writelines(held)
-        sys.stderr.flush()
         return 0
-    if not said_error and not debug:
-        sys.stderr.write(f"error: {s.who()}: {_reason(held, code, s)}\n")
-        sys.stderr.flush()
     return code if code > 0 else 1
 
 

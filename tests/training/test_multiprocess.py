@@ -169,6 +169,51 @@ def test_supervisor_turns_runtime_aborts_into_one_line():
     assert _distributed._reason([], -9, s) == "the worker was killed by SIGKILL"
 
 
+PREEMPTION_WARNING = [  # what CI's survivor printed before the runtime's abort
+    "W1202 02:15:45.688353   32717 preemption_sync_manager.cc:147] Failed to retrieve "
+    "preemption notice from coordination service: UNAVAILABLE: recvmsg:Connection reset "
+    "by peer\n",
+    "Additional GRPC error information from remote target coordination_service while "
+    "calling /xla.coordination.CoordinationService/GetKeyValue:\n",
+    ":UNKNOWN:Error received from peer  {grpc_message:\"recvmsg:Connection reset by "
+    "peer\", grpc_status:14}. This is only expected if one of the tasks is unhealthy.\n"]
+LEADER_ABORT = ("F1202 02:15:46.000001 32718 client.h:80] Terminating process because the "
+                "JAX distributed service detected fatal errors. absl::Status: UNAVAILABLE: "
+                "Failed to send RPC to coordination service. Either the leader task was "
+                "preempted/died/restarted unexpectedly\n")
+
+
+def _filtered(lines, code, debug=False):
+    s = _distributed.Settings("localhost:1234", 2, 1, False, 7)
+    f = _distributed.StderrFilter(debug)
+    shown = [out for line in lines for out in f.feed(line)]
+    return shown, f.finish(code, s)
+
+
+def test_supervisor_holds_runtime_warnings_before_an_abort():
+    shown, end = _filtered(["note: resuming\n", *PREEMPTION_WARNING, LEADER_ABORT], -6)
+    assert shown == ["note: resuming\n"]
+    assert len(end) == 1 and ERROR_LINE.match(end[0]), end
+    assert "lost the coordinator (process 0 at localhost:1234)" in end[0]
+
+
+def test_supervisor_forwards_the_workers_own_error_line_once():
+    own = "error: process 1: a collective with the other processes failed; ...\n"
+    shown, end = _filtered([*PREEMPTION_WARNING, own], 1)
+    assert shown == [own] and end == []
+
+
+def test_supervisor_keeps_a_held_python_traceback_and_warnings_of_a_good_run():
+    tb = ["Traceback (most recent call last):\n", '  File "x.py", line 1\n',
+          "ZeroDivisionError: division by zero\n"]
+    shown, end = _filtered([*PREEMPTION_WARNING, *tb], 1)
+    assert shown == [] and ERROR_LINE.match(end[0]) and end[1:] == tb
+    shown, end = _filtered(PREEMPTION_WARNING, 0)
+    assert shown == [] and end == PREEMPTION_WARNING
+    shown, end = _filtered([*PREEMPTION_WARNING, LEADER_ABORT], -6, debug=True)
+    assert shown == [*PREEMPTION_WARNING, LEADER_ABORT] and end == []
+
+
 def _binary(*args):
     env = {k: v for k, v in os.environ.items()  # no cluster to detect
            if not k.startswith(("SLURM_", "OMPI_", "PMI_"))}
