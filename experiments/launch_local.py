@@ -3,8 +3,9 @@
     python -m experiments.launch_local --num_processes=2 --devices_per_process=2 \\
         -- --config=experiments/configs/lm.py --workdir=runs/lm2
 
-starts ``--num_processes`` copies of ``python -m <--module>`` (default
-``experiments.train``) with the arguments after ``--`` plus
+starts ``--num_processes`` copies of ``python -m <--module>`` (``-m``; default
+``experiments.train``, e.g. ``-m experiments.sweep`` for a sweep) with the
+arguments after ``--`` plus
 ``--coordinator_address=localhost:<a free port> --num_processes=N
 --process_id=I``; each process sees ``--devices_per_process`` CPU devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count``; 0: leave the
@@ -35,7 +36,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_processes", 2, "Processes to start.", lower_bound=1)
 flags.DEFINE_integer("devices_per_process", 0, "CPU devices per process (0: the "
                      "environment's default).", lower_bound=0)
-flags.DEFINE_string("module", "experiments.train", "The binary (python -m MODULE).")
+flags.DEFINE_string("module", "experiments.train", "The binary (python -m MODULE), "
+                    "e.g. experiments.sweep.", short_name="m")
 flags.DEFINE_string("logs", None, "Where processes 1.. write their output "
                     "(process_<i>.log); default: a new temporary directory.")
 flags.DEFINE_float("grace_s", 120.0, "After a process fails, how long the others "

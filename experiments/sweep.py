@@ -14,6 +14,14 @@ vmapped program; structural differences (optimizer name, model sizes, ...)
 form groups run in turn (see ``optim_lab/training/sweep.py``). Re-running
 resumes (finished members are skipped). A bad axis or config is one
 ``error:`` line and exit status 2, before anything compiles.
+
+Many processes: ``--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I`` on each (or ``--distributed=auto`` under SLURM / Open MPI), or
+``python -m experiments.launch_local --num_processes=2 -m experiments.sweep --
+<these flags>`` on one machine. Every process runs the same vmapped programs
+over the mesh of all devices, each member's batch split over it; process 0
+alone writes the member directories and prints (see
+``experiments/_distributed.py``).
 """
 
 import sys
@@ -22,6 +30,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import _cli
+from experiments import _distributed
+from optim_lab.training import parallel
 from optim_lab.training import sweep
 
 FLAGS = flags.FLAGS
@@ -31,6 +41,7 @@ flags.DEFINE_multi_string("sweep", None, "An axis FIELD=V1,V2,... (repeatable)."
 flags.DEFINE_integer("sweep_chunk", 0, "At most this many members per program "
                      "(bounds memory); 0: a whole group at once.", lower_bound=0)
 flags.mark_flags_as_required(["config", "workdir", "sweep"])
+_distributed.define_flags()
 
 
 def fitted_members(config, specs):
@@ -43,7 +54,7 @@ def fitted_members(config, specs):
         dropped = _cli.fit_optimizer(m.config, given)
         if dropped:
             notes[m.config.optimizer.name] = dropped
-    for name, dropped in notes.items():
+    for name, dropped in notes.items() if parallel.is_lead() else ():
         print(f"note: optimizer {name} does not take {', '.join(dropped)} (set by "
               "the config file); dropped", file=sys.stderr, flush=True)
     return members
@@ -51,14 +62,17 @@ def fitted_members(config, specs):
 
 def main(argv):
     del argv  # _cli.run rejects positional arguments
-    config = _cli.command_line_config("config")
-    with _cli.config_errors():
-        members = fitted_members(config, FLAGS.sweep)
-        groups = sweep.plan(members, FLAGS.workdir)  # validated, nothing compiled
-    print(f"sweep: {len(members)} members in {len(groups)} program group(s) "
-          f"({', '.join(str(len(g.members)) for g in groups)} members; traced: "
-          f"{'; '.join(', '.join(g.traced) or '-' for g in groups)})", flush=True)
-    sweep.run(members, FLAGS.workdir, chunk=FLAGS.sweep_chunk, groups=groups)
+    _distributed.initialize_from_flags()  # before anything touches a device
+    with _distributed.worker_errors():
+        config = _cli.command_line_config("config")
+        with _cli.config_errors():
+            members = fitted_members(config, FLAGS.sweep)
+            groups = sweep.plan(members, FLAGS.workdir)  # validated, nothing compiled
+        if parallel.is_lead():
+            print(f"sweep: {len(members)} members in {len(groups)} program group(s) "
+                  f"({', '.join(str(len(g.members)) for g in groups)} members; traced: "
+                  f"{'; '.join(', '.join(g.traced) or '-' for g in groups)})", flush=True)
+        sweep.run(members, FLAGS.workdir, chunk=FLAGS.sweep_chunk, groups=groups)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ from optim_lab import rundir
 from optim_lab.data import dataset as dataset_lib
 from optim_lab.training import checkpoint
 from optim_lab.training import metrics as metrics_lib
+from optim_lab.training import parallel
 from optim_lab.training import step as step_lib
 from optim_lab.training import train
 from optim_lab.training import workdir as workdir_lib
@@ -395,11 +396,19 @@ class Program:
     per epoch per member, on the device, with the same function, and the step
     slices it (``perm``; None otherwise): the same batches. A call must then
     stay within one epoch (:meth:`call_sizes`).
+
+    With a ``mesh`` (several devices, possibly of several processes), each
+    member's batch is split over its ``"data"`` axis as in a single
+    data-parallel run (every device gathers only its own rows of the global
+    batch); the inputs must be placed replicated on the mesh
+    (:class:`Partition` does), and the stacked state and the metrics come
+    back replicated, so every process holds all members' values.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, fn, data,
-                 fields: Sequence[str]):
-        self.fields = tuple(fields)
+                 fields: Sequence[str], mesh: jax.sharding.Mesh | None = None):
+        self.fields, self.mesh = tuple(fields), mesh
+        everywhere = parallel.replicated(mesh) if mesh is not None else None
         template, sampler = config.to_dict(), data.train_sampler()
         n = data.num_train
         self.per_epoch = (n // config.batch_size if data.sampler is None
@@ -409,7 +418,12 @@ class Program:
             cfg = _with_values(template, hp)
             return train.compile_steps(
                 cfg, fn, train.build_loss(cfg), train.build_optimizer(cfg),
-                post_step=train.build_post_step(cfg), sampler_fn=sampler_fn)
+                post_step=train.build_post_step(cfg), mesh=mesh, sampler_fn=sampler_fn)
+
+        def replicated(tree):
+            if everywhere is None:
+                return tree
+            return jax.lax.with_sharding_constraint(tree, everywhere)
 
         def one_step(hp, perm, state, source):
             rows = sampler.fn if perm is None else functools.partial(_rows_of_epoch, perm)
@@ -423,17 +437,21 @@ class Program:
 
         def step(carry, source):
             hp, perm, state = carry
-            state, metrics = vstep(hp, perm, state, source)
+            state, metrics = replicated(vstep(hp, perm, state, source))
             return (hp, perm, state), metrics
 
+        def evaluate(hp, params, model_state, data):
+            return replicated(jax.vmap(one_eval, in_axes=(0, 0, 0, None))(
+                hp, params, model_state, data))
+
         def perms(seeds, epoch):
-            return jax.vmap(lambda seed: jax.random.permutation(
-                jax.random.fold_in(jax.random.key(seed), epoch), n))(seeds)
+            return replicated(jax.vmap(lambda seed: jax.random.permutation(
+                jax.random.fold_in(jax.random.key(seed), epoch), n))(seeds))
 
         self._one_step = one_step
         self.step = jax.jit(step)
         self.many = train.scan_steps(self.step)
-        self.evaluate = jax.jit(jax.vmap(one_eval, in_axes=(0, 0, 0, None)))
+        self.evaluate = jax.jit(evaluate)
         self.epoch_perms = jax.jit(perms) if self.per_epoch else None
 
     def call_sizes(self, start: int, config: ml_collections.ConfigDict) -> Iterator[int]:
@@ -481,8 +499,20 @@ def _build(config: ml_collections.ConfigDict) -> _Built:
 
 
 def _program(config: ml_collections.ConfigDict, built: _Built,
-             fields: Sequence[str]) -> Program:
-    return Program(config, built.fn, built.data, fields)
+             fields: Sequence[str], mesh: jax.sharding.Mesh | None = None) -> Program:
+    return Program(config, built.fn, built.data, fields, mesh)
+
+
+def _mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh | None:
+    """The group's data-parallel mesh over every process's devices (None: one device)."""
+    mesh = train.build_mesh(config)
+    return mesh if mesh is not None and mesh.size > 1 else None
+
+
+def _check_sharding(config: ml_collections.ConfigDict) -> None:
+    if config.get("sharding", "replicated") != "replicated":
+        raise ValueError(f"sharding: sweeps keep every member's state replicated, got "
+                         f"{config.sharding!r} (train FSDP runs with experiments.train)")
 
 
 def _needs_concrete(error: BaseException | None) -> bool:
@@ -542,6 +572,7 @@ def plan(members: Sequence[Member], root: str | pathlib.Path) -> list[Group]:
     root = pathlib.Path(root)
     for m in members:
         try:
+            _check_sharding(m.config)
             with train.x64_context(m.config):
                 built = _build(m.config)
             workdir_lib.check(root / m.name, train.run_record(m.config, built.data))
@@ -560,7 +591,8 @@ def plan(members: Sequence[Member], root: str | pathlib.Path) -> list[Group]:
 
 
 def _notice(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    if parallel.is_lead():
+        print(line, file=sys.stderr, flush=True)
 
 
 def _quiet(_: str) -> None:
@@ -582,9 +614,10 @@ def _restored_step(member: Member, root: pathlib.Path) -> int:
     """The step a member would resume from (read-only, silent: planning only)."""
     with train.x64_context(member.config), _orbax_quiet():
         built = _build(member.config)
-        state = checkpoint.restore(
-            root / member.name,
-            train.initial_state(built.fn, built.tx, member.config.seed), report=_quiet)
+        template = parallel.replicate(  # global arrays on several processes
+            train.initial_state(built.fn, built.tx, member.config.seed),
+            _mesh(member.config))
+        state = checkpoint.restore(root / member.name, template, report=_quiet)
     return int(state.step) if state is not None else 0
 
 
@@ -625,12 +658,17 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
     return stacked._replace(step=states[0].step)
 
 
-def _member_states(state: TrainState, which: Sequence[int]) -> dict[int, TrainState]:
+def _member_states(state: TrainState, which: Sequence[int],
+                   mesh: jax.sharding.Mesh | None = None) -> dict[int, TrainState]:
     """Members' slices of the stacked state (what their checkpoints hold),
-    fetched in one transfer."""
+    fetched in one transfer; with a ``mesh``, placed replicated on it (every
+    process saves its part of the same global arrays)."""
     host = jax.device_get(state._replace(step=None))
-    return {i: jax.tree.map(lambda x: jnp.asarray(x[i]), host)._replace(step=state.step)
-            for i in which}
+    out = {i: jax.tree.map(lambda x: jnp.asarray(x[i]), host)._replace(step=state.step)
+           for i in which}
+    if mesh is None:
+        return out
+    return {i: parallel.replicate(member, mesh) for i, member in out.items()}
 
 
 def member_rows(host: Sequence[Mapping[str, np.ndarray]], i: int) -> list[dict[str, float]]:
@@ -649,11 +687,17 @@ class Partition:
                  states: Sequence[TrainState], data, start: int, width: int):
         self.program, self.start, self.config = program, start, configs[0]
         configs = list(configs) + [configs[-1]] * (width - len(configs))
+        mesh = program.mesh
         self.hp = hp_arrays(configs, program.fields)
-        self.seeds = jnp.asarray([c.seed for c in configs], jnp.int32)
-        self.state = stack_states(list(states) + [states[-1]] * (width - len(states)))
-        self.source = data.train_sampler().source
-        self.eval_data = (data.train_x, data.train_y, data.test_x, data.test_y)
+        if mesh is not None:  # device_put keeps the values weakly typed
+            self.hp = jax.device_put(self.hp, parallel.replicated(mesh))
+        self.seeds = parallel.replicate(
+            jnp.asarray([c.seed for c in configs], jnp.int32), mesh)
+        self.state = parallel.replicate(
+            stack_states(list(states) + [states[-1]] * (width - len(states))), mesh)
+        self.source = parallel.replicate(data.train_sampler().source, mesh)
+        self.eval_data = parallel.replicate(
+            (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
 
     def evaluate(self) -> dict[str, np.ndarray]:
         return jax.device_get(self.program.evaluate(
@@ -685,12 +729,13 @@ def _train(part: Partition, slots: Sequence[_Slot], label: str,
     """The training loop of :func:`~optim_lab.training.train.train_and_evaluate`,
     for every member of a partition: log, eval, checkpoint, divergence stop."""
     c = part.config
-    reporter = metrics_lib.Progress(c.steps, part.start) if progress else None
+    reporter = (metrics_lib.Progress(c.steps, part.start)
+                if progress and parallel.is_lead() else None)
     if part.start == 0:
         host = part.evaluate()
         for i, slot in enumerate(slots):
             slot.record = _eval_record(c, host, i)
-            slot.writer.write(0, slot.record)
+        _write(slots, 0)
     window, window_start = [], part.start + 1
     for s, metrics in part.calls():
         window.append(metrics)
@@ -709,20 +754,46 @@ def _train(part: Partition, slots: Sequence[_Slot], label: str,
                     rows, exclude=(step_lib.NONFINITE_CODE,))
                 if evals is not None:
                     slot.record.update(_eval_record(c, evals, i))
-                slot.writer.write(s, slot.record)
+            _write([sl for sl in slots if not sl.stopped], s)
             window, window_start = [], s + 1
             if reporter:
                 _report(reporter, label, s, slots)
         save = s % c.checkpoint_every == 0 or last
         saving = [i for i, sl in enumerate(slots)
                   if not sl.stopped and (save or sl in diverged)]
-        for i, member_state in _member_states(part.state, saving).items():
+        for i, member_state in _member_states(part.state, saving, part.program.mesh).items():
             train.save_checkpoint(slots[i].mngr, member_state, s)
         for slot in diverged:
             slot.stopped = slot.divergence.message(s)
             _notice(f"sweep member {slot.member.name}: {slot.stopped}")
         if all(slot.stopped for slot in slots):
             return
+
+
+def _write(slots: Sequence[_Slot], step: int) -> None:
+    """Logs each slot's record at ``step`` (process 0 writes; all agree it did)."""
+    def write():
+        for slot in slots:
+            slot.writer.write(step, slot.record)
+    parallel.agree(write, lead_only=True)
+
+
+@contextlib.contextmanager
+def _lead_lock(d: pathlib.Path, record: Mapping[str, Any]) -> Iterator[pathlib.Path]:
+    """Process 0 locks and checks member directory ``d``; every process learns
+    the outcome (a refused directory stops all of them)."""
+    with contextlib.ExitStack() as stack:
+        def lock_and_check():
+            workdir_lib.check(stack.enter_context(workdir_lib.lock(d)), record)
+        parallel.agree(lock_and_check, lead_only=True)
+        yield d
+
+
+def _writer(d: pathlib.Path, start: int):
+    """Process 0's metrics writer of ``d`` (cut back to ``start``); elsewhere a
+    writer that writes nothing."""
+    return parallel.agree(lambda: metrics_lib.MetricsWriter(d, start, _notice),
+                          lead_only=True) or metrics_lib.NullWriter()
 
 
 def _report(reporter: metrics_lib.Progress, label: str, step: int,
@@ -742,17 +813,18 @@ def _run_chunk(program: Program, members: Sequence[Member], root: pathlib.Path,
         by_start: dict[int, list[tuple[Member, TrainState]]] = {}
         data = None
         for m in members:
-            d = stack.enter_context(workdir_lib.lock(root / m.name))
             built = _build(m.config)
             record = train.run_record(m.config, built.data)
-            workdir_lib.check(d, record)
-            initial = train.initial_state(built.fn, built.tx, m.config.seed)
+            d = stack.enter_context(_lead_lock(root / m.name, record))
+            initial = parallel.replicate(
+                train.initial_state(built.fn, built.tx, m.config.seed), program.mesh)
             restored = checkpoint.restore(d, initial, move_damaged=True)
             start = int(restored.step) if restored is not None else 0
             if start >= m.config.steps:
                 out[m.name] = _finished(m, d, start)
                 continue
-            workdir_lib.write_config(d, record)
+            parallel.agree(functools.partial(workdir_lib.write_config, d, record),
+                           lead_only=True)
             by_start.setdefault(start, []).append(
                 (m, restored if restored is not None else initial))
             data = built.data
@@ -763,8 +835,7 @@ def _run_chunk(program: Program, members: Sequence[Member], root: pathlib.Path,
             try:
                 for m, _ in pairs:
                     d = root / m.name
-                    slots.append(_Slot(m, d, metrics_lib.MetricsWriter(d, start, _notice),
-                                       checkpoint.manager(d),
+                    slots.append(_Slot(m, d, _writer(d, start), checkpoint.manager(d),
                                        train.Divergence(m.config.max_nonfinite_steps)))
                 _train(part, slots, label, progress)
             finally:
@@ -799,13 +870,17 @@ def run(members: Sequence[Member], root: str | pathlib.Path, *, chunk: int = 0,
         Diverged: after every group ran, if members diverged (each one stopped
             with its checkpoint; the others ran to the end).
 
-    A member runs on one device (``data_parallel`` and ``sharding`` do not
-    apply; on a one-device host that is what a single run does too).
+    Several devices or processes (after ``jax.distributed.initialize``): with
+    ``data_parallel`` (the default), every member's batch is split over the
+    mesh of all devices, as in a single data-parallel run, and the members'
+    state stays replicated (``sharding`` must be ``replicated``). Every
+    process calls this with the same members and root (a shared filesystem):
+    process 0 alone locks member directories, writes their ``config.json``
+    and ``metrics.jsonl`` and prints; all processes save and restore the
+    checkpoints together and take the same stop decisions (from the same
+    replicated metrics).
     """
     _validation.check_int("sweep_chunk", chunk, low=0)
-    if jax.process_count() > 1:
-        raise ValueError(f"sweeps run in one process (this is one of "
-                         f"{jax.process_count()}); train members with experiments.train")
     root = pathlib.Path(root)
     groups = plan(members, root) if groups is None else groups
     results: dict[str, Any] = {}
@@ -823,7 +898,7 @@ def run(members: Sequence[Member], root: str | pathlib.Path, *, chunk: int = 0,
             continue
         config = g.members[0].config
         with train.x64_context(config):
-            program = _program(config, _build(config), g.traced)
+            program = _program(config, _build(config), g.traced, _mesh(config))
             for ci, part in enumerate(parts, 1):
                 label = f"group {gi}/{len(groups)}" + (
                     f" chunk {ci}/{len(parts)}" if len(parts) > 1 else "")
