@@ -17,6 +17,12 @@ therefore does::
     train = jax.jit(lambda state, source: step(
         state, sampler.fn(source, seed, state.step, batch_size)))
     train(state, sampler.source)
+
+For minibatches of rows, ``get_batch`` computes the epoch's permutation of the
+whole training set at every step; the training loop instead computes it once
+per epoch (:func:`epoch_permutation`) and slices it per step
+(:func:`batch_of_epoch`, the sampler function :func:`rows_of_epoch`): the same
+batches, bit for bit (``training.train.Batches``).
 """
 
 from __future__ import annotations
@@ -102,22 +108,52 @@ def is_full_batch(batch_size: int | None, num_train: int) -> bool:
     return not batch_size or batch_size >= num_train
 
 
+def steps_per_epoch(num_train: int, batch_size: int | None) -> int:
+    """Minibatches per epoch (the last incomplete one dropped); 0 for the full batch."""
+    return 0 if is_full_batch(batch_size, num_train) else num_train // batch_size
+
+
+def epoch_permutation(seed: int | jax.Array, epoch: int | jax.Array, n: int) -> jax.Array:
+    """The order of the ``n`` training rows in epoch ``epoch`` (jit-safe in
+    ``seed`` and ``epoch``; ``n`` is a Python int)."""
+    return jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), n)
+
+
+def batch_of_epoch(x: jax.Array, y: jax.Array, perm: jax.Array, step: jax.Array,
+                   batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Minibatch ``step`` given its epoch's permutation (jit-safe in ``step``).
+
+    With ``perm = epoch_permutation(seed, step // steps_per_epoch(n,
+    batch_size), n)`` this is :func:`get_batch`'s batch, without recomputing
+    the permutation: a loop computes it once per epoch and passes it in.
+    """
+    pos = step % (x.shape[0] // batch_size)
+    idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
+    return x[idx], y[idx]
+
+
 def get_batch(x: jax.Array, y: jax.Array, seed: int, step: jax.Array,
               batch_size: int | None) -> tuple[jax.Array, jax.Array]:
     """Batch ``step`` of the epoch-wise shuffled stream (jit-safe in ``step``).
 
     ``batch_size`` of 0/None (or >= n) returns the full training set; the last
-    incomplete batch of an epoch is dropped.
+    incomplete batch of an epoch is dropped. Computes the epoch's permutation
+    of all ``n`` rows; a loop over many steps should compute it once per epoch
+    (:func:`epoch_permutation`, :func:`batch_of_epoch`).
     """
     n = x.shape[0]
-    if is_full_batch(batch_size, n):
+    per_epoch = steps_per_epoch(n, batch_size)
+    if not per_epoch:
         return x, y
-    per_epoch = n // batch_size
-    epoch, pos = step // per_epoch, step % per_epoch
-    perm = jax.random.permutation(
-        jax.random.fold_in(jax.random.key(seed), epoch), n)
-    idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
-    return x[idx], y[idx]
+    perm = epoch_permutation(seed, step // per_epoch, n)
+    return batch_of_epoch(x, y, perm, step, batch_size)
+
+
+def rows_of_epoch(source, seed, step, batch_size):
+    """A :class:`Sampler` function on ``source = (x, y, perm)``: the rows of
+    :func:`batch_of_epoch` (``seed`` is already in ``perm``)."""
+    del seed
+    return batch_of_epoch(*source, step, batch_size)
 
 
 def _rows(source, seed, step, batch_size):

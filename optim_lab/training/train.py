@@ -41,6 +41,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from optim_lab import _validation
@@ -48,6 +49,7 @@ from optim_lab import rundir
 from optim_lab.data import dataset as dataset_lib
 from optim_lab.data import reference_start
 from optim_lab.data import registry as data_registry
+from optim_lab.dynamics import activations
 from optim_lab.losses import registry as loss_registry
 from optim_lab.models import functional
 from optim_lab.models import registry as model_registry
@@ -153,7 +155,10 @@ def _rescaling(config) -> dict[str, Any]:
 def build_post_step(config) -> list[step_lib.PostStep]:
     """The config's post-step transforms: TVR (``rescaling.tvr_*``) when on.
 
-    TVR logs its per-layer statistics (``tvr/<leaf>/{std,mean,ratio,fired}``).
+    TVR logs its per-layer statistics (``tvr/<leaf>/{std,mean,ratio,fired}``);
+    with TVR on, a model with a residual-stream probe (the LLaMA LM) also logs
+    ``act/max_abs`` and ``act/<point>/max_abs`` per step, from the loss
+    forward itself (:func:`optim_lab.dynamics.activations.step_metrics`).
     """
     r = _rescaling(config)
     unknown = set(r) - set(_TVR_FIELDS) - {"lir_base_std"}
@@ -217,6 +222,8 @@ def _setup(config):
     model_name, model_kwargs = _named(config.model)
     init_from = model_kwargs.pop("init_from", None)
     model = model_registry.build(model_name, data.spec, config.seed, **model_kwargs)
+    if build_post_step(config):  # TVR on: log max |residual activation| per step too
+        activations.enable_step_probe(model)
     fn = functional.functionalize(model)
     if init_from is not None:
         if _rescaling(config).get("lir_base_std") is not None:
@@ -261,7 +268,8 @@ def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=N
     """
     sampler_fn = sampler_fn or _rows
     step = step_lib.make_train_step(fn.apply, loss_fn, tx, post_step,
-                                    tuple(config.log_state_fields))
+                                    tuple(config.log_state_fields),
+                                    activations.step_metrics_fn(fn.model_state))
 
     def train(state, source):
         batch = sampler_fn(source, config.seed, state.step, config.batch_size)
@@ -320,6 +328,61 @@ def call_sizes(start: int, steps: int, per_call: int, log_every: int) -> Iterato
         n = min(per_call, log_every - s % log_every, steps - s)
         yield n
         s += n
+
+
+class Batches:
+    """Where each jitted call of a run takes its training batches from.
+
+    Minibatches of in-memory rows: :func:`~optim_lab.data.dataset.get_batch`
+    would recompute the epoch's permutation of the whole training set at
+    every step (for a small model a large part of the step's work). Here it is
+    computed once per epoch, by the same function
+    (:func:`~optim_lab.data.dataset.epoch_permutation`), and passed to the
+    calls of that epoch with the rows, ``source = (x, y, perm)``; ``fn``
+    (:func:`~optim_lab.data.dataset.rows_of_epoch`) slices it: the same
+    batches, bit for bit. A call then stays within one epoch
+    (:meth:`call_sizes`). Any other sampler (the full batch, a stream
+    dataset's own) is passed through unchanged.
+
+    ``fn`` is the ``sampler_fn`` of :func:`compile_steps`; :meth:`calls`
+    yields each call's ``(steps, source)``. With a ``mesh`` the sources are
+    replicated on it.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, data: dataset_lib.Dataset,
+                 mesh=None):
+        sampler = data.train_sampler()
+        self.config, self.mesh = config, mesh
+        self.per_epoch = (dataset_lib.steps_per_epoch(data.num_train, config.batch_size)
+                          if data.sampler is None else 0)
+        self.fn = dataset_lib.rows_of_epoch if self.per_epoch else sampler.fn
+        self.source = parallel.replicate(sampler.source, mesh)
+        seed, n = config.seed, data.num_train
+        self._perm = jax.jit(lambda epoch: dataset_lib.epoch_permutation(seed, epoch, n))
+
+    def epoch_source(self, epoch: int):
+        """``(x, y, perm)`` of ``epoch`` (minibatches of rows only)."""
+        perm = self._perm(np.int32(epoch))  # the int32 of the step // per_epoch
+        return (*self.source, parallel.replicate(perm, self.mesh))
+
+    def call_sizes(self, start: int) -> Iterator[int]:
+        """Steps per call from ``start``: :func:`call_sizes`, also cut at epochs."""
+        c, s = self.config, start
+        for n in call_sizes(start, c.steps, c.steps_per_call, c.log_every):
+            while n:
+                m = min(n, self.per_epoch - s % self.per_epoch) if self.per_epoch else n
+                yield m
+                s, n = s + m, n - m
+
+    def calls(self, start: int) -> Iterator[tuple[int, Any]]:
+        """``(steps, source)`` of each call from ``start`` to ``config.steps``."""
+        s, epoch, source = start, None, self.source
+        for n in self.call_sizes(start):
+            if self.per_epoch and s // self.per_epoch != epoch:
+                epoch = s // self.per_epoch
+                source = self.epoch_source(epoch)
+            yield n, source
+            s += n
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -475,10 +538,9 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
         lead_only=True) or metrics_lib.NullWriter()
     mngr = checkpoint.manager(workdir)
     try:
-        sampler = data.train_sampler()
+        batches = Batches(config, data, mesh)
         train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step, mesh,
-                                              sampler.fn, shardings)
-        train_xy = parallel.replicate(sampler.source, mesh)
+                                              batches.fn, shardings)
         eval_data = parallel.replicate(
             (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
         reporter = metrics_lib.Progress(config.steps, start) if progress and lead else None
@@ -493,12 +555,12 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
             parallel.agree(lambda: writer.write(0, record), lead_only=True)
         many = scan_steps(train_step) if config.steps_per_call > 1 else None
         window, window_start, s = [], start + 1, start
-        for n in call_sizes(start, config.steps, config.steps_per_call, config.log_every):
+        for n, source in batches.calls(start):
             if many is None:
-                state, step_metrics = train_step(state, train_xy)
+                state, step_metrics = train_step(state, source)
                 window.append(step_metrics)
             else:
-                state, stacked = many(state, train_xy, n)
+                state, stacked = many(state, source, n)
                 window.append(stacked)
             s += n
             last = s == config.steps
