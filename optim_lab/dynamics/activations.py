@@ -16,10 +16,18 @@ maximum and its ratio to the median of the last block's output (the
 "massive activation" measure: a few entries far above the typical one). The
 final norm and head then give the model's logits bit for bit
 (:func:`residual_stream` returns them too, so callers can check that).
+
+During training the same maxima come without a second forward pass: a model
+with :meth:`~optim_lab.models.llama.Llama.enable_residual_probe` stores them
+in its model state on every forward, and :func:`step_metrics` reads them from
+the model state that the training step's loss forward returns (the
+statistics of the training batch, before that step's update).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -100,3 +108,47 @@ def residual_max_abs(model: llama_lib.Llama, params: Any, tokens: jax.Array
     out["act/max_abs"] = top.astype(jnp.float32)
     out["act/max_over_median"] = _numerics.safe_div(top, last_median).astype(jnp.float32)
     return out
+
+
+STATE_KEY = "residual_max_abs"  # the probe's entry in a model's pure model state
+
+
+def enable_step_probe(model: Any) -> bool:
+    """Turns on the in-forward residual probe of ``model`` if it has one.
+
+    Returns whether it did (a :class:`~optim_lab.models.llama.Llama` has one;
+    other models are left as they are).
+    """
+    enable = getattr(model, "enable_residual_probe", None)
+    if enable is None:
+        return False
+    enable()
+    return True
+
+
+def step_metrics(model_state: Any) -> dict[str, jax.Array]:
+    """The probe's metrics from a forward pass's new model state ({} without it).
+
+    ``act/<point>/max_abs`` for each point of :func:`stream_names` and
+    ``act/max_abs`` (maximum over the blocks, embedding excluded): the same
+    keys and values as :func:`residual_max_abs` on the forward's tokens.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from optim_lab.dynamics.activations import step_metrics
+        >>> out = step_metrics({"residual_max_abs": jnp.array([0.5, 2.0, 1.0])})
+        >>> float(out["act/max_abs"]), float(out["act/layers_1/max_abs"])
+        (2.0, 1.0)
+    """
+    if not isinstance(model_state, Mapping) or STATE_KEY not in model_state:
+        return {}
+    peaks = jnp.asarray(model_state[STATE_KEY], jnp.float32)
+    out = {f"act/{name}/max_abs": peaks[i]
+           for i, name in enumerate(stream_names(peaks.shape[-1] - 1))}
+    out["act/max_abs"] = jnp.max(peaks[1:])
+    return out
+
+
+def step_metrics_fn(model_state: Any) -> Callable[[Any], dict[str, jax.Array]] | None:
+    """:func:`step_metrics` if ``model_state`` holds the probe, else None."""
+    return step_metrics if step_metrics(model_state) else None

@@ -16,6 +16,14 @@ matmul. Every matrix, embedding and head included, starts at N(0, init_std²)
 (HuggingFace's ``initializer_range``, 0.02); RMSNorm gains start at 1.
 Kernels use flax layout ``(in, out)``.
 
+Residual-stream probe: after :meth:`Llama.enable_residual_probe`, every forward
+pass also stores max |x| of the residual stream (the embedding output and each
+block's output) in the model's :class:`ResidualMaxAbs` variable. It is a
+non-``Param`` variable, so the training step gets it in the new model state
+of its own loss forward, at the cost of one max-reduction per block and
+without a second forward pass (``optim_lab.dynamics.activations.step_metrics``
+turns it into metrics).
+
 RoPE is the rotate-half (GPT-NeoX / HuggingFace) form with base
 ``rope_base``: channel pairs ``(i, i + head_dim/2)`` of position ``m`` are
 rotated by ``m · rope_base^(-2i/head_dim)``.
@@ -120,6 +128,14 @@ class Block(nnx.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+class ResidualMaxAbs(nnx.Variable):
+    """max |x| of the residual stream in the last forward pass, float32 ``(L + 1,)``.
+
+    Entry 0 is the embedding output, entry ``l`` the output of block ``l``
+    (``layers_{l-1}``); the maximum runs over batch, position and channel.
+    """
+
+
 class Llama(nnx.Module):
     """LLaMA-style causal LM: int tokens ``(B, T)`` -> logits ``(B, T, vocab)``.
 
@@ -156,6 +172,26 @@ class Llama(nnx.Module):
                 rope_base=rope_base, norm_eps=norm_eps, rngs=rngs))
         self.norm = nnx.RMSNorm(d_model, epsilon=norm_eps, rngs=rngs)
         self.head = _linear(d_model, vocab_size, init_std, rngs)
+        self.residual_max_abs: ResidualMaxAbs | None = None
+
+    def enable_residual_probe(self) -> None:
+        """From now on every forward pass stores max |x| of the residual stream
+        in ``self.residual_max_abs`` (a :class:`ResidualMaxAbs`, initially zeros).
+
+        Examples:
+            >>> import jax.numpy as jnp
+            >>> from flax import nnx
+            >>> from optim_lab.models.llama import Llama
+            >>> m = Llama(num_layers=2, d_model=16, num_heads=2, mlp_hidden=24,
+            ...           context=8, vocab_size=11, rngs=nnx.Rngs(0))
+            >>> m.enable_residual_probe()
+            >>> _ = m(jnp.zeros((1, 8), jnp.int32))
+            >>> m.residual_max_abs[...].shape
+            (3,)
+        """
+        if self.residual_max_abs is None:
+            self.residual_max_abs = nnx.data(ResidualMaxAbs(
+                jnp.zeros((self.num_layers + 1,), jnp.float32)))
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         if not jnp.issubdtype(tokens.dtype, jnp.integer):
@@ -165,6 +201,16 @@ class Llama(nnx.Module):
             raise ValueError(f"sequence length {tokens.shape[-1]} exceeds "
                              f"model.context = {self.context}")
         x = self.embed(tokens)
+        peaks = [_max_abs(x)]
         for i in range(self.num_layers):
             x = getattr(self, f"layers_{i}")(x)
+            peaks.append(_max_abs(x))
+        if self.residual_max_abs is not None:
+            self.residual_max_abs[...] = jax.lax.stop_gradient(jnp.stack(peaks))
         return self.head(self.norm(x))
+
+
+def _max_abs(x: jax.Array) -> jax.Array:
+    """``max |x|`` in float32 (exact: the maximum of any float dtype is one of its
+    entries). Unused reductions are dropped when the probe is off."""
+    return jnp.max(jnp.abs(x)).astype(jnp.float32)

@@ -7,7 +7,8 @@ Polyak-type transforms receive the loss, post-step parameter transforms
 gradient, update (or post-step params) is not finite leaves params and
 optimizer state untouched (counted in ``train/nonfinite``; which part went
 non-finite is the bit code ``train/nonfinite_code``) instead of poisoning
-them. Per-step metrics are cheap
+them. ``state_metrics(model_state)`` adds metrics that the loss forward left
+in the model state (e.g. the residual-stream max |activation| probe). Per-step metrics are cheap
 reductions (loss, gradient L1/L2, max |update|, effective step per leaf);
 accuracies come from the full-set evaluation, which keeps the step within
 ~4 % of a bare jitted loop (``benchmarks/train_step.py``).
@@ -72,13 +73,16 @@ def _state_scalars(opt_state, fields: Sequence[str]) -> dict[str, jax.Array]:
 def make_train_step(apply: Callable, loss_fn: Callable,
                     tx: optax.GradientTransformationExtraArgs,
                     post_step: Sequence[PostStep] = (),
-                    log_state_fields: Sequence[str] = ()):
+                    log_state_fields: Sequence[str] = (),
+                    state_metrics: Callable[[Any], dict[str, jax.Array]] | None = None):
     """Builds ``step(state, (x, y)) -> (state, metrics)`` (not yet jitted).
 
     ``apply(params, model_state, x, train, rng=None)`` is the model's pure
     forward (:mod:`optim_lab.models.functional`); the step passes
     ``rng = fold_in(state.rng, state.step)`` so stochastic layers (dropout)
     are a pure function of (seed, step) and resume exactly.
+    ``state_metrics`` maps the new model state of the loss forward (before
+    the update, on this step's batch) to extra metrics.
     """
 
     def objective(params, model_state, x, y, rng):
@@ -128,6 +132,7 @@ def make_train_step(apply: Callable, loss_fn: Callable,
             **norms.effective_step(delta, state.params),
             **_state_scalars(opt_state, log_state_fields),
             **post_metrics,
+            **(state_metrics(model_state) if state_metrics else {}),
         }
         return new_state, metrics
 

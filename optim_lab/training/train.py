@@ -49,6 +49,7 @@ from optim_lab import rundir
 from optim_lab.data import dataset as dataset_lib
 from optim_lab.data import reference_start
 from optim_lab.data import registry as data_registry
+from optim_lab.dynamics import activations
 from optim_lab.losses import registry as loss_registry
 from optim_lab.models import functional
 from optim_lab.models import registry as model_registry
@@ -154,7 +155,10 @@ def _rescaling(config) -> dict[str, Any]:
 def build_post_step(config) -> list[step_lib.PostStep]:
     """The config's post-step transforms: TVR (``rescaling.tvr_*``) when on.
 
-    TVR logs its per-layer statistics (``tvr/<leaf>/{std,mean,ratio,fired}``).
+    TVR logs its per-layer statistics (``tvr/<leaf>/{std,mean,ratio,fired}``);
+    with TVR on, a model with a residual-stream probe (the LLaMA LM) also logs
+    ``act/max_abs`` and ``act/<point>/max_abs`` per step, from the loss
+    forward itself (:func:`optim_lab.dynamics.activations.step_metrics`).
     """
     r = _rescaling(config)
     unknown = set(r) - set(_TVR_FIELDS) - {"lir_base_std"}
@@ -218,6 +222,8 @@ def _setup(config):
     model_name, model_kwargs = _named(config.model)
     init_from = model_kwargs.pop("init_from", None)
     model = model_registry.build(model_name, data.spec, config.seed, **model_kwargs)
+    if build_post_step(config):  # TVR on: log max |residual activation| per step too
+        activations.enable_step_probe(model)
     fn = functional.functionalize(model)
     if init_from is not None:
         if _rescaling(config).get("lir_base_std") is not None:
@@ -262,7 +268,8 @@ def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=N
     """
     sampler_fn = sampler_fn or _rows
     step = step_lib.make_train_step(fn.apply, loss_fn, tx, post_step,
-                                    tuple(config.log_state_fields))
+                                    tuple(config.log_state_fields),
+                                    activations.step_metrics_fn(fn.model_state))
 
     def train(state, source):
         batch = sampler_fn(source, config.seed, state.step, config.batch_size)
