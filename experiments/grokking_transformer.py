@@ -8,7 +8,7 @@ one post-LN encoder layer, dropout 0.1, full batch, softmax CE) with the
 optimizer settings the released code actually ran:
 
 - ``orthograd_adamw``: ⊥AdamW, β2 0.999, ε 1e-8 (the reference's wrapper
-  ignored its CLI β2 / ε and built torch's default AdamW, spec §4.3), wd 0;
+  ignored its CLI β2 / ε and built torch's default AdamW), wd 0;
 - ``adamw_wd1.5`` / ``adamw``: AdamW with the CLI defaults β2 0.99,
   ε 1e-25 and weight decay 1.5 / 0. ε = 1e-25 needs a float64 Adam state
   under XLA:CPU's flush-to-zero (``optimizer.state_dtype = 64``), so those
@@ -70,7 +70,7 @@ MLP_ANCHORS = {  # the Fig. 6b MLP commands (softmax CE float32, lr 5e-3)
     "mlp_adamw": ("MLP AdamW (Fig. 6b)", VARIANTS["adamw"]),
 }
 # The reference implementation (@ 0cc9e8d, torch 2.13.0 CPU, seed 42) on this
-# class of machine, Fig. 6b MLP commands at lr 5e-3 (spec §7): test accuracy
+# class of machine, Fig. 6b MLP commands at lr 5e-3: test accuracy
 # at the logged steps. No reference numbers exist for the Fig. 6a transformer.
 REFERENCE_MLP = {
     "mlp_orthograd_adamw": {"test": {120: 0.47, 160: 0.71, 300: 0.80, 500: 0.82},
@@ -194,7 +194,8 @@ def render(rows: Sequence[dict], anchors: Sequence[dict], command: str) -> str:
            "the grokking transformer (token embedding, no positions, one post-LN encoder "
            "layer: d 128, 4 heads, FF 2048, dropout 0.1 in training), full batch, softmax "
            "CE float32, the lab's split (data.split_seed 0) and init of seed 42. ⊥AdamW: "
-           "β2 0.999, ε 1e-8 (what the released wrapper ran, spec §4.3); AdamW: β2 0.99, "
+           "β2 0.999, ε 1e-8 (torch's AdamW defaults, which the released wrapper ran); "
+           "AdamW: β2 0.99, "
            "ε 1e-25 (the CLI defaults) with a float64 Adam state (flush-to-zero), weight "
            "decay 1.5 or 0. The reference command is lr 1e-3 for 5 000 epochs; no "
            "reference numbers were measured for the transformer.", "", head, sep]

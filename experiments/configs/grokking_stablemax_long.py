@@ -4,7 +4,7 @@ AdamW lr 1e-2, β2 0.999, ε 1e-25, no weight decay, StableMax loss computed in
 float64 (as the reference does), 80 000 full-batch steps on addition mod 113
 (40 %), the lab's split (``data.split_seed`` 0) and the init of ``seed``. The
 paper's test accuracy starts rising near 30 k steps, passes 50 % near 45 k and
-reaches about 97 % near 75 k (spec §7). The manual benchmark runs it and writes
+reaches about 97 % near 75 k (paper Fig. 1b). The manual benchmark runs it and writes
 its curve and milestones under ``results/grokking/``::
 
     python -m benchmarks.grokking_stablemax_long [--seed=7]

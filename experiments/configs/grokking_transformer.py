@@ -11,7 +11,7 @@ Variants (spec table, Fig. 6a)::
     --config.optimizer.weight_decay=1.5              # AdamW, wd 1.5
 
 The defaults β2 0.999, ε 1e-8 are what the released ⊥AdamW run used (its
-wrapper built torch's default AdamW, spec §4.3). The released AdamW runs
+wrapper ignored its CLI β2 / ε and built torch's default AdamW). The released AdamW runs
 (wd 1.5 and wd 0) used the CLI defaults β2 0.99, ε 1e-25;
 ``experiments/grokking_transformer.py`` runs all three as released.
 
