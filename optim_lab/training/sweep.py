@@ -38,6 +38,16 @@ recompiling). Members are saved together, so they normally agree; a sweep
 killed in the middle of a save leaves some members one checkpoint interval
 ahead, and those continue from their own checkpoint rather than being rolled
 back: nothing done is discarded or recomputed.
+
+**Many devices and processes.** With ``data_parallel`` (the default) and more
+than one device, every member's batch is split over the mesh of all devices
+(of every process, after ``jax.distributed.initialize``), as in a single
+data-parallel run; the members' stacked state is replicated. Every process
+runs the same programs on the same members; process 0 alone locks the member
+directories and writes their ``config.json`` and ``metrics.jsonl``; all
+processes save and restore checkpoints together and take the same stop
+decisions from the same replicated metrics. A sweep saved by some number of
+processes resumes on any other.
 """
 
 from __future__ import annotations
