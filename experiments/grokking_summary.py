@@ -257,11 +257,13 @@ def _n(step: int) -> str:
     return f"{step:,}".replace(",", " ")
 
 
-def _cell(step, minutes=None, prefix="") -> str:
+def _cell(step, minutes=None, prefix="", cpu_minutes=None) -> str:
     if step is None:
         return "not reached"
     text = f"{prefix}{_n(step)}"
-    return text if minutes is None else f"{text} · {minutes:.1f} min"
+    if minutes is not None:
+        text += f" · {minutes:.1f} min"
+    return text if cpu_minutes is None else f"{text} (CPU {cpu_minutes:.1f})"
 
 
 def run_row(workdir: pathlib.Path) -> dict[str, Any]:
@@ -273,9 +275,11 @@ def run_row(workdir: pathlib.Path) -> dict[str, Any]:
     last, peak = evals[-1], max(trained, key=lambda r: r["test/accuracy"])
     hits = {t: first_step(evals, t) for t in MILESTONES}
     wall = {t: None if s is None else seconds_at(clock, s) for t, s in hits.items()}
+    cpu = {t: None if s is None else seconds_at(clock, s, "cpu_s") for t, s in hits.items()}
     return {"name": workdir.name, "label": label(workdir.name), "steps": last["step"],
             "target": config.get("steps"), "hits": hits,
             "minutes": {t: None if w is None else w / 60 for t, w in wall.items()},
+            "cpu_minutes": {t: None if c is None else c / 60 for t, c in cpu.items()},
             "peak": (peak["test/accuracy"], peak["step"]), "last": last,
             "total_min": None if not clock else clock[-1]["wall_s"] / 60,
             "cpu_min": None if not clock else clock[-1]["cpu_s"] / 60,
@@ -286,9 +290,11 @@ def run_row(workdir: pathlib.Path) -> dict[str, Any]:
 def _row(r: dict) -> str:
     status = (_n(r["steps"]) if r["steps"] == r["target"] else
               f"{_n(r['steps'])} of {_n(r['target'])} (running / resumable)")
-    total = "–" if r["total_min"] is None else f"{r['total_min']:.1f} ({r['load']:.1f})"
+    total = ("–" if r["total_min"] is None else
+             f"{r['total_min']:.1f} (CPU {r['cpu_min']:.1f}, load {r['load']:.1f})")
     return (f"| {r['label']} | {status} | "
-            + " | ".join(_cell(r["hits"][t], r["minutes"][t]) for t in MILESTONES)
+            + " | ".join(_cell(r["hits"][t], r["minutes"][t],
+                               cpu_minutes=r["cpu_minutes"][t]) for t in MILESTONES)
             + f" | {r['peak'][0]:.1%} @ {_n(r['peak'][1])} | "
             f"{r['last']['test/accuracy']:.1%} | {r['last']['params/global/norm']:.3g} | "
             f"{total} |")
@@ -350,7 +356,7 @@ def milestone_report(runs: Sequence[pathlib.Path], results: pathlib.Path,
     """stablemax_long.md: milestones per run beside the reference's figures."""
     head = ("| run | steps done | " + " | ".join(f"test ≥ {t:.0%}" for t in MILESTONES)
             + " | peak test | test at last step | weight norm at last step "
-            "| training wall min (mean load) |")
+            "| training wall min (CPU min, mean load) |")
     lines = [
         "# StableMax grokking, long runs (paper Fig. 1b setting)", "",
         "AdamW lr 1e-2, β2 0.999, ε 1e-25, no weight decay, StableMax loss in float64, "
@@ -358,9 +364,12 @@ def milestone_report(runs: Sequence[pathlib.Path], results: pathlib.Path,
         "reference start: `..._long_ref.py`), MLP 226-200-200-113 float32, addition mod "
         "113, 40 % train, full batch, evaluation every 500 steps. Cells: first evaluated "
         "step at which test accuracy reaches the threshold · training wall-clock there "
-        "(summed over sessions, resumed from checkpoints). The machine is shared with "
-        "other jobs: the last column gives the mean 1-minute load average on "
-        f"{_report.machine()} — wall-clock is only comparable between runs of similar load.",
+        "(summed over sessions, resumed from checkpoints) and, in brackets, the process's "
+        "CPU time (all threads). The machine is shared with other jobs: the last column "
+        f"gives the mean 1-minute load average on {_report.machine()} — wall-clock is only "
+        "comparable between runs of similar load; CPU time depends far less on the load "
+        "(on an idle machine the wall-clock is about the CPU time divided by the cores the "
+        "step keeps busy).",
         "", "Regenerate (each run resumes; the tables are rebuilt from all run directories "
         "under `runs/stablemax_long/`):", "", "```"]
     lines += [r_cmd for r_cmd in (command_for(wd.name, rundir.load_config(wd)) for wd in runs)]

@@ -111,11 +111,14 @@ def test_milestone_report_from_run_directories(tmp_path):
     text = summary.milestone_report(runs, results, None, summary.onset_analysis(runs))
     assert "| *reference (torch, its seed 42)* | 80 000 | ≤ 35 000 |" in text
     assert "≤ 51 000 · 46.0 min" in text
-    # ref: 50 % at 35 000 (7.0 min at 0.012 s/step), 95 % at 52 000; still running
+    # ref: 50 % at 35 000 (7.0 min at 0.012 s/step, CPU twice that), 95 % at 52 000;
+    # still running
     assert ("| reference start (seed 42 split + init) | 52 000 of 80 000 (running / "
-            "resumable) | 35 000 · 7.0 min | 52 000 · 10.4 min | 52 000 · 10.4 min | "
-            "not reached |") in text
-    assert "| lab seed 7 | 80 000 | 30 000 · 6.0 min | 40 000 · 8.0 min |" in text
+            "resumable) | 35 000 · 7.0 min (CPU 14.0) | 52 000 · 10.4 min (CPU 20.8) | "
+            "52 000 · 10.4 min (CPU 20.8) | not reached |") in text
+    assert ("| lab seed 7 | 80 000 | 30 000 · 6.0 min (CPU 12.0) | 40 000 · 8.0 min "
+            "(CPU 16.0) |") in text
+    assert "| 16.0 (CPU 32.0, load 2.0) |" in text  # seed 7's total
     assert "99.5% @ 80 000" in text
     assert ("| lab seed 42, **float32 Adam state** ([page](stablemax_long_f32state.md)) | "
             "80 000 | 58 500 | not reached | not reached | not reached | 63.5% @ 63 500 | "
