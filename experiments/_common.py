@@ -7,8 +7,14 @@ directories are read through ``optim_lab.rundir``.
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
+import os
 import pathlib
+import resource
+import time
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,3 +110,89 @@ def first_step(records: Sequence[Record], key: str, threshold: float) -> int | N
         5
     """
     return next((r["step"] for r in records if r.get(key, -1) >= threshold), None)
+
+
+# --- studies through the sweep engine ----------------------------------------------
+
+TIMING_FILE = "sweep_timing.json"
+
+
+def run_sweep(configs: Mapping[str, ml_collections.ConfigDict], root: str | pathlib.Path,
+              *, chunk: int = 0, label: str = "sweep") -> Record:
+    """Trains every config in ``root/<name>/`` through the sweep engine, timed.
+
+    Each ``name`` (a relative path, so a driver keeps its run-directory
+    layout) is an ordinary run directory. Configs that differ only in seed and
+    float hyperparameters run as one vmapped program
+    (``optim_lab.training.sweep``); finished runs are skipped.
+
+    Args:
+        configs: Run directory name (relative to ``root``) -> full config.
+        root: The study's work directory.
+        chunk: Members per vmapped program (0: a whole group at once).
+        label: The key under which the timing is kept in ``root/sweep_timing.json``.
+
+    Returns:
+        The timing of the invocation that trained the runs: ``wall_s``,
+        ``cpu_s`` (this process's user + system CPU time, less sensitive to
+        other jobs on a shared machine than wall-clock), ``trained`` /
+        ``members`` counts, the program ``groups`` sizes, the 1/5/15-minute
+        load averages ``load_start`` / ``load_end`` and ``date``
+        (UTC). When every run was already finished, the timing stored by the
+        invocation that trained them (``reused=True``), or ``{}`` if none was
+        stored.
+    """
+    from optim_lab.training import sweep
+
+    root = pathlib.Path(root)
+    members = [sweep.Member(name, {}, config) for name, config in configs.items()]
+    pending = sum(not finished(root / m.name, m.config.steps) for m in members)
+    path = root / TIMING_FILE
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    if not pending:
+        return {**stored.get(label, {}), "reused": True} if label in stored else {}
+    load_start = list(os.getloadavg())
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
+    groups = sweep.plan(members, root)
+    sweep.run(members, root, chunk=chunk, progress=False, groups=groups)
+    timing = dict(wall_s=time.perf_counter() - start, cpu_s=_cpu_seconds() - cpu_start,
+                  trained=pending,
+                  members=len(members), groups=[len(g.members) for g in groups],
+                  chunk=chunk, load_start=load_start, load_end=list(os.getloadavg()),
+                  date=datetime.datetime.now(datetime.timezone.utc).strftime(
+                      "%Y-%m-%d %H:%M UTC"))
+    rundir.write_atomic(path, json.dumps({**stored, label: timing}, indent=1) + "\n")
+    return timing
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timing_text(timing: Record) -> str:
+    """One sentence for a summary: the sweep's wall-clock and the machine load.
+
+    Examples:
+        >>> text = timing_text(dict(wall_s=61.0, cpu_s=80.0, trained=12, members=12, groups=[6, 6],
+        ...                         chunk=0, load_start=(4.1, 3.0, 2.9),
+        ...                         load_end=(4.5, 4.0, 3.1), date="2026-12-02 03:00 UTC"))
+        >>> text.split(" on ")[0]
+        '61 s (CPU 80 s) for 12 runs in 2 vmapped programs (6 + 6 members)'
+        >>> text.split(", ")[-1]
+        'load average 4.1 at the start and 4.5 at the end (1-minute)'
+    """
+    if not timing:
+        return "not measured (every run was already finished and no timing was stored)"
+    chunk = f", at most {timing['chunk']} members at once" if timing["chunk"] else ""
+    partial = (f" ({timing['trained']} of {timing['members']} runs trained, the rest "
+               "reused)" if timing["trained"] != timing["members"] else "")
+    reused = "; runs reused from that invocation" if timing.get("reused") else ""
+    sizes = " + ".join(map(str, timing["groups"]))
+    return (f"{timing['wall_s']:.0f} s (CPU {timing['cpu_s']:.0f} s) for "
+            f"{timing['members']} runs in "
+            f"{len(timing['groups'])} vmapped program{'s' * (len(timing['groups']) > 1)} "
+            f"({sizes} members{chunk}){partial} "
+            f"on {timing['date']}, load average {timing['load_start'][0]:.1f} at the "
+            f"start and {timing['load_end'][0]:.1f} at the end (1-minute){reused}")
