@@ -239,7 +239,7 @@ def report(records, steps: int, seconds: float | None, loss_dtype: str = "64", *
             f" After it the run destabilised: test accuracy fell to "
             f"{last['test/accuracy']:.4f} while the weight norm grew to "
             f"{last['params/global/norm']:.3g} (AdamW with ε = 1e-25 takes near-sign "
-            "steps once v underflows; XLA:CPU flushes float32 subnormals, spec §5)."
+            "steps once v underflows; XLA:CPU flushes float32 subnormals)."
             if last["test/accuracy"] < peak["test/accuracy"] - 0.1 else ""), "",
         *rows, "", PAPER, "", f"![curves]({png})", ""])
 

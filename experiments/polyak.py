@@ -1,4 +1,4 @@
-r"""Generalized Polyak steps with momentum (ALR-SMAG, ALR-HB) vs SGDM, Polyak-SGD, MoMo (issue 5).
+r"""Generalized Polyak steps with momentum (ALR-SMAG, ALR-HB) vs SGDM, Polyak-SGD, MoMo.
 
     python -m experiments.polyak             # all three studies, a few minutes on 2 cores
 

@@ -19,7 +19,7 @@ LABELS = {"sgdm": "SGDM / HB (fixed lr)", "polyak_sgd": "optax.polyak_sgd",
           "momo": "optax.contrib.momo", "alr_smag": "ALR-SMAG", "alr_hb": "ALR-HB (derived)"}
 CURVE_BETAS = (0.5, 0.9, 0.99)  # quadratic: β of the plotted curves and the non-monotone table
 
-HEADER = ["# Generalized Polyak step size with momentum (issue 5)", "",
+HEADER = ["# Generalized Polyak step size with momentum", "",
           "Regenerate: `python -m experiments.polyak`. ALR-SMAG = "
           "`optim_lab.alr_smag` (step-back `AlrSmag` semantics); ALR-HB = "
           "`optim_lab.alr_hb`, **derived from the paper's principle, not verified "

@@ -1,4 +1,4 @@
-"""AdamP vs AdamW on a BatchNorm CNN on digits (issue 3).
+"""AdamP vs AdamW on a BatchNorm CNN on digits.
 
 scikit-learn ``load_digits`` as 8x8x1 images, the BN-CNN 16-32-32 (bias-free
 3x3 convs, each followed by BatchNorm, so the conv kernels are

@@ -1,4 +1,4 @@
-"""FAdam vs AdamW on the digits classifier (issue 4).
+"""FAdam vs AdamW on the digits classifier.
 
 sklearn ``load_digits`` (8x8 images, 10 classes), MLP 64-64-10 with biases,
 batch 64, softmax cross-entropy, 600 steps. ``experiments/fadam.py`` sweeps

@@ -1,4 +1,4 @@
-"""FAdam vs AdamW on modular addition (issue 4): a small, CPU-sized setting.
+"""FAdam vs AdamW on modular addition: a small, CPU-sized setting.
 
 Addition mod 59, 50 % train split, MLP 118-128-128-59 without biases
 (PyTorch-default init), full batch, softmax cross-entropy, 1 000 steps.

@@ -1,4 +1,4 @@
-"""⊥AdamW with the settings the released code actually ran (spec §4.3).
+"""⊥AdamW with the settings the released code actually ran.
 
 The reference wrapper ignored the CLI's β2/ε, so the published ⊥AdamW curves
 used torch's defaults β2 = 0.999, ε = 1e-8; 300 full-batch steps.

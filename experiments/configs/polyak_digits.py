@@ -1,4 +1,4 @@
-"""ALR-SMAG on the digits classifier (issue 5): a CPU stand-in for MLP 2×100 / MNIST.
+"""ALR-SMAG on the digits classifier: a CPU stand-in for MLP 2×100 / MNIST.
 
 sklearn ``load_digits`` (1 437 train / 360 test), MLP 64-100-100-10 with
 biases, batch 128, softmax cross-entropy, 120 steps (~10.7 epochs), no

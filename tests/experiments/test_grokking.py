@@ -1,4 +1,4 @@
-"""The spec's CPU checks (stablemax_perpgrad.md §8) on the grokking configs.
+"""CPU-scale checks of the grokking paper's claims on the grokking configs.
 
 Check 1 (⊥AdamW groks) and check 4 (StableMax keeps a learning signal) run
 in the default suite; checks 2 and 3 (Softmax Collapse onset, float64 delay;

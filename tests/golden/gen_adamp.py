@@ -1,6 +1,6 @@
 """Golden trajectories of AdamP / SGDP from ``adamp==0.3.0`` (torch CPU).
 
-Spec §10. Tensors in torch layout: conv (8, 4, 3, 3), linear (16, 32), a
+The parity recipe: tensors in torch layout: conv (8, 4, 3, 3), linear (16, 32), a
 second linear (16, 8) whose gradients are always scale-invariant, an all-zero
 (4, 8) kernel, bias (16,), BN weight (8,) and a (1,) scalar. Params are drawn
 from ``default_rng(0)`` (N(0, 1); the zero kernel is 0); each run draws its

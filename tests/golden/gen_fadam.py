@@ -1,6 +1,6 @@
 """Golden trajectories of FAdam from ``pytorch-optimizer==4.1.0`` ``FAdam``.
 
-Spec ``fadam.md`` §8: tensors (16, 32), (8, 4, 3, 3), (16,), (1,) with
+The parity recipe: tensors (16, 32), (8, 4, 3, 3), (16,), (1,) with
 parameters ~ N(0, 1); per step a base gradient ~ N(0, 1e-3) times a scale
 factor 10^U(-6, 0) shared by all tensors, so the gradient RMS falls below
 eps / eps_2 = 1e-6 on about half of the steps and both branches of the

@@ -1,6 +1,6 @@
 """Golden trajectories of ⊥Grad from ``pytorch-optimizer==4.1.0`` ``OrthoGrad``.
 
-Spec §9: OrthoGrad wrapping (a) torch AdamW(lr 1e-2, betas (0.9, 0.999),
+The parity recipe: OrthoGrad wrapping (a) torch AdamW(lr 1e-2, betas (0.9, 0.999),
 eps 1e-8, wd 0) and (b) torch SGD(lr 0.1, momentum 0.8); tensors (16, 32),
 (8, 4, 3, 3), (16,), (1,) and an all-zero (16,) bias in torch layout; a
 Gaussian gradient stream; 200 steps; float32. Parameters are stored in torch

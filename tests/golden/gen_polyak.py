@@ -9,7 +9,7 @@ stubbed, and nothing of it is committed::
     git -C ~/refs/step-back checkout 74b8843
     python tests/golden/generate.py polyak --ref-dir ~/refs/step-back
 
-Problem (spec §8): interpolating least squares, A ∈ R^{64×10} ~ N(0,1),
+Problem (the ALR-SMAG parity recipe): interpolating least squares, A ∈ R^{64×10} ~ N(0,1),
 b = A x* (x* ~ N(0,1)), x0 = 0, split into two tensors of sizes 6 and 4 (one
 param group, so ‖d‖² is reduced over both), minibatch loss
 ½·mean((A_S x − b_S)²) over 8 rows drawn with replacement from a fixed RNG,
@@ -31,7 +31,7 @@ ROWS, DIM, BATCH, STEPS = 64, 10, 8, 200
 SPLIT = 6  # params = {"a": x[:6], "b": x[6:]}
 REF_FILE = pathlib.Path("stepback/optim/alr_smag.py")
 REF_COMMIT = "74b8843"
-# name -> AlrSmag kwargs (spec §8; c = 0.2 diverges: tests compare 10 steps).
+# name -> AlrSmag kwargs (c = 0.2 diverges: tests compare 10 steps).
 CONFIGS = {
     "lr1_b09_c1": dict(lr=1.0, beta=0.9, c=1.0, weight_decay=0.0),
     "lr05_b09_c1_wd": dict(lr=0.5, beta=0.9, c=1.0, weight_decay=1e-3),
