@@ -25,10 +25,15 @@ def _is_schedule(value: Any) -> bool:
     return callable(value)
 
 
-def _is_traced(value: Any) -> bool:
-    """A hyperparameter injected by ``optax.inject_hyperparams`` is a tracer
+def is_traced(value: Any) -> bool:
+    """Whether ``value`` is a tracer: the one rule for values that cannot be
+    checked or branched on.
+
+    A hyperparameter injected by ``optax.inject_hyperparams`` is a tracer
     inside ``update``; it was checked concretely when ``init`` built the
-    transform, and a traced value cannot be checked again."""
+    transform, so the checks here skip it, and a constructor that branches on
+    a hyperparameter must take the branch that is valid for any value.
+    """
     return isinstance(value, jax.core.Tracer)
 
 
@@ -47,7 +52,7 @@ def check_range(name: str, value: Any, low: float | None = None,
                 high_inclusive: bool = True, allow_schedule: bool = False) -> None:
     """Raises ``ValueError`` unless ``value`` is finite and
     ``low (<|<=) value (<|<=) high`` (``None`` = unbounded)."""
-    if (allow_schedule and _is_schedule(value)) or _is_traced(value):
+    if (allow_schedule and _is_schedule(value)) or is_traced(value):
         return
     v = _as_float(name, value)
     lo_ok = low is None or (v >= low if low_inclusive else v > low)

@@ -83,7 +83,7 @@ def _check_value(name: str, value) -> None:
 def _may_be_nonzero(x) -> bool:
     """False only for a known zero; a traced value (``inject_hyperparams``
     inside ``jit``) cannot be branched on, so it counts as non-zero."""
-    if _validation._is_traced(x):
+    if _validation.is_traced(x):
         return True
     return bool(x != 0)
 
