@@ -91,6 +91,47 @@ def override_steps(config: ml_collections.ConfigDict, steps: int | None
     return config
 
 
+def resize_lm(config: ml_collections.ConfigDict, sizes: dict[str, Any]
+              ) -> ml_collections.ConfigDict:
+    """Applies model / data size overrides to an LM config (``configs/lm.py``).
+
+    ``batch_size`` sets ``config.batch_size``; ``context`` sets both the
+    model's and the data's context; ``max_bytes`` and ``eval_windows`` go to
+    ``config.data``; every other key to ``config.model``.
+
+    Examples:
+        >>> from experiments.configs import lm
+        >>> c = resize_lm(lm.get_config(), dict(d_model=64, context=32, batch_size=8))
+        >>> c.model.d_model, c.model.context, c.data.context, c.batch_size
+        (64, 32, 32, 8)
+    """
+    for key, value in sizes.items():
+        if key == "batch_size":
+            config.batch_size = value
+        elif key in ("context", "max_bytes", "eval_windows"):
+            if key == "context":
+                config.model.context = value
+            config.data[key] = value
+        else:
+            config.model[key] = value
+    return config
+
+
+def sweeps_text(timings: Sequence[Record]) -> str:
+    """One clause summing several sweeps' timings (``run_sweep`` results).
+
+    Examples:
+        >>> t = dict(wall_s=90.0, trained=6, load_start=(3.0, 0, 0), load_end=(5.0, 0, 0))
+        >>> sweeps_text([t, {**t, "trained": 4}])
+        '3.0 min for 10 runs in 2 sweeps, 1-minute load average 3.0–5.0 during them'
+    """
+    wall = sum(t["wall_s"] for t in timings)
+    runs = sum(t["trained"] for t in timings)
+    loads = [t["load_start"][0] for t in timings] + [t["load_end"][0] for t in timings]
+    return (f"{wall / 60:.1f} min for {runs} runs in {len(timings)} sweeps, 1-minute "
+            f"load average {min(loads):.1f}–{max(loads):.1f} during them")
+
+
 def finished(workdir: str | pathlib.Path, steps: int) -> bool:
     """Whether the run in ``workdir`` has logged its last step ``steps``."""
     records = rundir.read_metrics(workdir)
@@ -137,7 +178,7 @@ def run_sweep(configs: Mapping[str, ml_collections.ConfigDict], root: str | path
         ``cpu_s`` (this process's user + system CPU time, less sensitive to
         other jobs on a shared machine than wall-clock), ``trained`` /
         ``members`` counts, the program ``groups`` sizes, the 1/5/15-minute
-        load averages ``load_start`` / ``load_end`` and ``date``
+        load averages ``load_start`` / ``load_end`` and the start ``date``
         (UTC). When every run was already finished, the timing stored by the
         invocation that trained them (``reused=True``), or ``{}`` if none was
         stored.
@@ -152,6 +193,7 @@ def run_sweep(configs: Mapping[str, ml_collections.ConfigDict], root: str | path
     if not pending:
         return {**stored.get(label, {}), "reused": True} if label in stored else {}
     load_start = list(os.getloadavg())
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     groups = sweep.plan(members, root)
     sweep.run(members, root, chunk=chunk, progress=False, groups=groups)
@@ -159,8 +201,7 @@ def run_sweep(configs: Mapping[str, ml_collections.ConfigDict], root: str | path
                   trained=pending,
                   members=len(members), groups=[len(g.members) for g in groups],
                   chunk=chunk, load_start=load_start, load_end=list(os.getloadavg()),
-                  date=datetime.datetime.now(datetime.timezone.utc).strftime(
-                      "%Y-%m-%d %H:%M UTC"))
+                  date=date)
     rundir.write_atomic(path, json.dumps({**stored, label: timing}, indent=1) + "\n")
     return timing
 
@@ -178,7 +219,7 @@ def timing_text(timing: Record) -> str:
         >>> text = timing_text(dict(wall_s=61.0, cpu_s=80.0, trained=12, members=12, groups=[6, 6],
         ...                         chunk=0, load_start=(4.1, 3.0, 2.9),
         ...                         load_end=(4.5, 4.0, 3.1), date="2026-12-02 03:00 UTC"))
-        >>> text.split(" on ")[0]
+        >>> text.split(" started ")[0]
         '61 s (CPU 80 s) for 12 runs in 2 vmapped programs (6 + 6 members)'
         >>> text.split(", ")[-1]
         'load average 4.1 at the start and 4.5 at the end (1-minute)'
@@ -194,5 +235,5 @@ def timing_text(timing: Record) -> str:
             f"{timing['members']} runs in "
             f"{len(timing['groups'])} vmapped program{'s' * (len(timing['groups']) > 1)} "
             f"({sizes} members{chunk}){partial} "
-            f"on {timing['date']}, load average {timing['load_start'][0]:.1f} at the "
+            f"started {timing['date']}, load average {timing['load_start'][0]:.1f} at the "
             f"start and {timing['load_end'][0]:.1f} at the end (1-minute){reused}")

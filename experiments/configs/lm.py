@@ -1,6 +1,6 @@
 """Byte-level LLaMA-style language model on the Python standard library's sources.
 
-Weight-rescaling spec §5 (smallest faithful CPU version): 4 pre-RMSNorm blocks,
+The weight-rescaling spec's smallest faithful CPU experiment: 4 pre-RMSNorm blocks,
 d 128, 4 heads, SwiGLU 344, context 128, batch 32, AdamW lr 3e-3, weight decay
 0.1, ~2 000 steps. Variants override fields::
 
