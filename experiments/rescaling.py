@@ -1,4 +1,5 @@
-r"""Weight rescaling on a byte-level LM (weight-rescaling spec §5; issue #10).
+r"""Weight rescaling (LIR + TVR) on a byte-level LM: the weight-rescaling spec's
+smallest faithful CPU experiment.
 
     python -m experiments.rescaling          # the scaled-down default, see below
 
@@ -15,18 +16,25 @@ fired}``) every step but never fires — one-sided TVR rescales only when
 std / target > threshold, and the parameters pass through bit-identical
 otherwise (``tests/experiments/test_rescaling_driver.py`` checks both). Every
 run logs every step (``log_every=1``), so the logged std is the exact
-pre-rescale std at each step, check steps included. The residual-stream probe
-(:mod:`optim_lab.dynamics.activations`: max |x| after each block, on the
-validation windows) runs on the initial params and on each kept checkpoint
+pre-rescale std at each step, check steps included. With TVR configured the
+training step also logs max |x| of the residual stream of its own forward
+pass on the training batch (``act/max_abs``, every step). The
+validation-window probe (:mod:`optim_lab.dynamics.activations`: max |x| after
+each block) runs on the initial params and on each kept checkpoint
 (``checkpoint_every = steps // 2``: mid-run and end) and is cached in the run
 directory as ``activations.json``.
+
+All runs go through the sweep engine (:func:`experiments._common.run_sweep`):
+runs that differ only in seed and TVR threshold run as one vmapped program
+(3 programs: (a); (b) and every-step TVR; every-50 TVR), and the sweep's
+wall-clock goes into the report.
 
 Default size (CPU budget, see ``results/rescaling/summary.md``): the spec's
 4 blocks, but d 64 (4 heads, SwiGLU 172), context 64, batch 16, ``--steps``
 steps; ``--size=spec`` runs ``experiments/configs/lm.py`` unchanged (d 128,
 context 128, batch 32). Writes ``summary.md``, ``std.png`` and
 ``loss_activations.png`` to ``--out``; run directories under ``--workdir``
-are reused (a finished run is not recomputed; a larger ``--steps`` resumes).
+are reused (a finished run is not recomputed; a killed study resumes).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from absl import flags
 from absl import logging
 
 from experiments import _cli
+from experiments import _common
 from experiments.configs import lm
 from optim_lab import rundir
 from optim_lab.dynamics import activations
@@ -53,7 +62,6 @@ from optim_lab.models import registry as model_registry
 from optim_lab.training import checkpoint
 from optim_lab.training import errors
 from optim_lab.training import train
-from optim_lab.training import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 TARGET = 0.01
@@ -87,6 +95,9 @@ SIZES = {
     "spec": {},
     "small": dict(d_model=64, num_heads=4, mlp_hidden=172, context=64, batch_size=16,
                   eval_windows=128),
+    # the 2 000-step study on a loaded shared machine: 1/8 of small's matmul work
+    "mini": dict(d_model=32, num_heads=4, mlp_hidden=86, context=32, batch_size=16,
+                 eval_windows=128),
     "tiny": dict(num_layers=2, d_model=32, num_heads=2, mlp_hidden=64, context=16,
                  batch_size=4, max_bytes=2 ** 16, eval_windows=8),  # smoke tests
 }
@@ -101,9 +112,13 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", 500, "Training steps per run.", lower_bound=2)
     flags.DEFINE_enum("size", "small", list(SIZES), "Model size: 'spec' is "
                       "experiments/configs/lm.py (d 128, context 128, batch 32), "
-                      "'small' the scaled-down default, 'tiny' for smoke tests.")
+                      "'small' the scaled-down default, 'mini' half its width and context, "
+                      "'tiny' for smoke tests.")
     flags.DEFINE_integer("eval_every", 100, "Steps between validation evaluations.",
                          lower_bound=1)
+    flags.DEFINE_integer("sweep_chunk", 0, "At most this many runs per vmapped "
+                         "program (bounds memory); 0: a whole group at once.",
+                         lower_bound=0)
     _cli.check_choices("variants", VARIANTS)
 
 
@@ -112,15 +127,7 @@ def config_for(variant: str, seed: int, steps: int, *, size: str = "small",
     """The run config of one (variant, seed) at one of :data:`SIZES`."""
     v = VARIANTS[variant]
     c = lm.get_config()
-    for key, value in SIZES[size].items():
-        if key == "batch_size":
-            c.batch_size = value
-        elif key in ("context", "max_bytes", "eval_windows"):
-            if key == "context":
-                c.model.context = value
-            c.data[key] = value
-        else:
-            c.model[key] = value
+    _common.resize_lm(c, SIZES[size])
     c.seed, c.steps, c.log_every = seed, steps, 1
     c.eval_every = min(eval_every, steps)
     c.checkpoint_every = max(1, steps // 2)
@@ -190,31 +197,6 @@ def probe_run(config, workdir: pathlib.Path) -> dict[str, Any]:
     return result
 
 
-def finished(config, workdir: pathlib.Path) -> bool:
-    """Whether ``workdir`` holds a finished run of exactly ``config`` (checked
-    without building the data and model)."""
-    try:
-        old = rundir.load_config(workdir)
-        records = rundir.read_metrics(workdir)
-    except ValueError:
-        return False
-    old.pop("data_fingerprint", None)
-    return (not workdir_lib.config_differences(old, workdir_lib.config_to_json(config))
-            and bool(records) and records[-1]["step"] == config.steps
-            and (pathlib.Path(workdir) / checkpoint.CHECKPOINT_DIR
-                 / str(config.steps)).is_dir())
-
-
-def run(root: pathlib.Path, variant: str, seed: int, steps: int, *,
-        size: str = "small", eval_every: int = 100) -> dict[str, Any]:
-    """Trains one run (reused if finished) and probes it; returns its summary."""
-    c = config_for(variant, seed, steps, size=size, eval_every=eval_every)
-    workdir = run_dir(root, variant, seed)
-    if not finished(c, workdir):
-        train.train_and_evaluate(c, workdir, progress=False)
-    return summarize_run(workdir, c, probe_run(c, workdir))
-
-
 # --- one run's numbers ------------------------------------------------------------
 
 _STD_KEY = re.compile(r"^tvr/(layers_(\d+)/.+)/ratio$")
@@ -239,10 +221,12 @@ def summarize_run(workdir: pathlib.Path, config, probes: dict[str, Any]
              rundir.read_metrics(workdir) if "test/loss" in r and r["step"] <= config.steps]
     fired = np.array([[rundir.as_float(r[f"tvr/{leaf}/fired"]) > 0 for leaf, _ in leaves]
                       for r in records])
+    act = np.array([rundir.as_float(r.get("act/max_abs", math.nan)) for r in records])
     return dict(steps=steps, std=std, layer_std=layer_std, leaves=[x for x, _ in leaves],
                 eval_steps=np.array([s for s, _ in evals]),
                 val_loss=np.array([v for _, v in evals]), fired_mask=fired,
-                fired=int(fired.sum()), probes=probes, total_steps=config.steps)
+                fired=int(fired.sum()), probes=probes, total_steps=config.steps,
+                train_act=act)
 
 
 def interval_growth(res: dict[str, Any], interval: int) -> np.ndarray:
@@ -283,14 +267,27 @@ def plateau_stats(res: dict[str, Any], interval: int = 1) -> dict[str, float]:
 # --- the study and its report --------------------------------------------------
 
 
-def study(root: pathlib.Path, variants: Sequence[str], seeds: int, steps: int, **kw
-          ) -> dict[str, list[dict[str, Any]]]:
-    """Every variant for seed 0, then for seed 1, ... (a cut study stays balanced)."""
+def study(root: pathlib.Path, variants: Sequence[str], seeds: int, steps: int, *,
+          size: str = "small", eval_every: int = 100, chunk: int = 0
+          ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Trains every (variant, seed) through the sweep engine, then probes them.
+
+    Runs that differ only in seed and float hyperparameters (here: the TVR
+    threshold) run as one vmapped program: (a); (b) with every-step TVR at
+    thresholds 1.0 and 1.2 (monitor-only (b) is threshold 1e9, interval 1);
+    every-50 TVR. Finished runs are reused. Returns the per-variant results
+    and the sweep's timing (``_common.run_sweep``).
+    """
+    configs = {f"{v}/seed{s}": config_for(v, s, steps, size=size, eval_every=eval_every)
+               for s in range(seeds) for v in variants}
+    timing = _common.run_sweep(configs, root, chunk=chunk, label=f"{size}_{steps}")
+    timing = {**timing, "steps": steps} if timing else timing
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for s in range(seeds):
         for v in variants:
-            results[v].append(run(root, v, s, steps, **kw))
-    return results
+            c, workdir = configs[f"{v}/seed{s}"], run_dir(root, v, s)
+            results[v].append(summarize_run(workdir, c, probe_run(c, workdir)))
+    return results, timing
 
 
 def _ms(xs: Sequence[float], fmt: str = ".4f") -> str:
@@ -302,6 +299,12 @@ def _ms(xs: Sequence[float], fmt: str = ".4f") -> str:
 def _ms_g(xs: Sequence[float]) -> str:
     """``mean ± std`` with 3 significant digits for the mean, 2 for the std."""
     return f"{xs[0]:.3g}" if len(xs) == 1 else f"{np.mean(xs):.3g} ± {np.std(xs):.2g}"
+
+
+def _late_train_act(res: dict[str, Any]) -> float:
+    """Mean of the per-step probe (training batch) over the last 10 % of steps."""
+    act = res["train_act"]
+    return float(np.mean(act[-max(1, len(act) // 10):]))
 
 
 def _act(res: dict[str, Any], i: int) -> float:
@@ -318,8 +321,8 @@ def table_markdown(results: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| variant | seeds | block std at step 1 | final block std | growth "
              "(final / step 1) | 2nd half: max pre-rescale std at checks / target | rescales "
              "(matrix × check) | val loss (nats) | val bits/byte | max abs(act) "
-             "init → mid → end |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "init → mid → end | max abs(act), training batches, last 10 % of steps |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, runs in results.items():
         p = [plateau_stats(r, VARIANTS[name].interval) for r in runs]
         loss = [r["val_loss"][-1] for r in runs]
@@ -330,19 +333,21 @@ def table_markdown(results: dict[str, list[dict[str, Any]]]) -> str:
             f"{_ms([x['final'] for x in p])} | {_ms([x['growth'] for x in p], '.2f')} | "
             f"{_ms([x['max_ratio'] for x in p], '.3f')} | "
             f"{_ms([r['fired'] for r in runs], '.0f')} | {_ms(loss)} | "
-            f"{_ms([x / math.log(2) for x in loss])} | {act} |")
+            f"{_ms([x / math.log(2) for x in loss])} | {act} | "
+            f"{_ms_g([_late_train_act(r) for r in runs])} |")
     steps = results[next(iter(results))][0]["probes"]["steps"]
     lines += ["", "Block std: mean over the block matrices (q, k, v, o, gate, up, down "
               "of every block) of the std (ddof = 1) logged before TVR at that step. "
               f"max abs(act): the largest |x| of the residual stream (any block "
-              f"output) on the validation windows, at steps {steps}. Mean ± std "
-              "over seeds."]
+              f"output) on the validation windows, at steps {steps}; the last column "
+              "is the same maximum logged by every training step on its own batch "
+              "(the forward pass of the loss). Mean ± std over seeds."]
     return "\n".join(lines)
 
 
 def findings_markdown(results: dict[str, list[dict[str, Any]]]) -> str:
     """The spec's expectations, each checked against the runs."""
-    out = ["## Spec §5 expectations vs these runs", ""]
+    out = ["## The spec's expected CPU-scale dynamics vs these runs", ""]
     for name in ("a", "b"):
         if name in results:
             g = [plateau_stats(r)["growth"] for r in results[name]]
@@ -420,7 +425,8 @@ def reading_markdown(results: dict[str, list[dict[str, Any]]], config) -> str:
             "* **Growth per check interval.** Between two checks a matrix's std grows "
             "by a median of " + ", ".join(f"{100 * g[n]:.1f} % ({VARIANTS[n].label})"
                                           for n in tvr)
-            + ". The paper's std plot plateaus ~5 % above its target (spec §2), "
+            + ". The paper's std plot (pre-rescale std at each check) plateaus "
+            "~5 % above its target, "
             "i.e. about 5 % growth per check interval of its run"
             + (f"; {', '.join(VARIANTS[n].label for n in near)} "
                f"{'is' if len(near) == 1 else 'are'} comparable" if near else "")
@@ -491,12 +497,16 @@ def plot_loss_activations(results, out: pathlib.Path) -> pathlib.Path:
                  label=VARIANTS[name].label)
         steps = runs[0]["probes"]["steps"]
         act = np.array([[_act(r, i) for i in range(len(steps))] for r in runs])
-        ax1.errorbar(steps, act.mean(0), yerr=act.std(0), marker="o", capsize=3,
-                     label=VARIANTS[name].label)
+        line = ax1.errorbar(steps, act.mean(0), yerr=act.std(0), marker="o", capsize=3,
+                            ls="none", label=VARIANTS[name].label)
+        train_act = np.mean([r["train_act"] for r in runs], axis=0)
+        if np.isfinite(train_act).all():
+            ax1.plot(runs[0]["steps"], train_act, lw=0.8, alpha=0.8,
+                     color=line.lines[0].get_color())
     ax0.set(title="validation bits per byte (mean over seeds)", xlabel="step",
             yscale="log")
-    ax1.set(title="max abs(residual-stream activation), validation windows",
-            xlabel="step (initial params and kept checkpoints)", yscale="log")
+    ax1.set(title="max abs(residual-stream activation)\nlines: training batch, "
+            "every step; markers: validation windows", xlabel="step", yscale="log")
     ax0.legend(fontsize=7)
     fig.tight_layout()
     path = out / "loss_activations.png"
@@ -506,7 +516,7 @@ def plot_loss_activations(results, out: pathlib.Path) -> pathlib.Path:
 
 
 def write_summary(results, out: pathlib.Path, *, steps: int, size: str,
-                  command: str) -> pathlib.Path:
+                  command: str, timing: dict[str, Any] | None = None) -> pathlib.Path:
     out.mkdir(parents=True, exist_ok=True)
     plot_std(results, out)
     plot_loss_activations(results, out)
@@ -515,7 +525,7 @@ def write_summary(results, out: pathlib.Path, *, steps: int, size: str,
              f"heads, SwiGLU {c.model.mlp_hidden}, context {c.model.context}, batch "
              f"{c.batch_size}, {steps} steps")
     text = [
-        "# Weight rescaling (LIR + TVR) on a byte-level LM — spec §5", "",
+        "# Weight rescaling (LIR + TVR) on a byte-level LM", "",
         f"Regenerate: `{command}` (runs are cached under `--workdir`). "
         "Byte-level LLaMA-style LM (`model=llama`, pre-RMSNorm, SwiGLU, RoPE) on the "
         "Python standard library's sources (`data=text`; validation = the last 10 % "
@@ -528,8 +538,10 @@ def write_summary(results, out: pathlib.Path, *, steps: int, size: str,
         f"(the 4 blocks kept; {32 * 128 / (c.batch_size * c.model.context):g}× fewer "
         f"tokens per step, {2000 / steps:g}× fewer steps) to fit the "
         "compute budget of a 2-core machine shared with other agents' jobs. "
-        "`--size=spec --steps=2000` runs the spec's size." if size != "spec" else
+        + (MINI_NOTE if size == "mini" else "")
+        + "`--size=spec --steps=2000` runs the spec's size." if size != "spec" else
         "Spec size (experiments/configs/lm.py).", "",
+        timing_markdown(timing or {}), "",
         table_markdown(results), "",
         findings_markdown(results),
         reading_markdown(results, c),
@@ -540,17 +552,47 @@ def write_summary(results, out: pathlib.Path, *, steps: int, size: str,
     return path
 
 
+# The study before it ran through the sweep engine: 18 separate processes of
+# 500 steps at the "small" size, two at a time on this shared 2-core machine
+# (first config.json to last metrics line of the run directories,
+# 2026-12-01 23:28-00:44 UTC).
+MINI_NOTE = (
+    "At the earlier `small` size (d 64, context 64) the 2 000-step study did not "
+    "fit: a 40-step probe of the 9-run program measured ~0.4 s per run-step on "
+    "this machine at load average ~14 (its 2 cores shared with two long training "
+    "runs and other jobs), i.e. ~4 h for 18 runs × 2 000 steps; `mini` (d 32, "
+    "context 32: 1/8 of its matmul work) does. ")
+SEQUENTIAL_BEFORE = dict(steps=500, runs=18, wall_s=4562, run_s=8623)
+
+
+def timing_markdown(timing: dict[str, Any]) -> str:
+    b = SEQUENTIAL_BEFORE
+    before = (f"before, one process per run: {b['runs']} runs × {b['steps']} steps in "
+              f"{b['wall_s'] / 60:.0f} min wall-clock, two processes at a time "
+              f"({b['run_s'] / (b['runs'] * b['steps']):.2f} s per run-step summed "
+              "over runs)")
+    after = _common.timing_text(timing)
+    per_step = ""
+    if timing.get("wall_s") and timing.get("steps"):
+        per_step = (f" ({timing['wall_s'] / (timing['trained'] * timing['steps']):.3f} s "
+                    "per run-step)")
+    return (f"**Wall-clock** (a 2-core machine shared with other jobs, nice'd): "
+            f"{before}; through the sweep engine: {after}{per_step}.")
+
+
 def main(argv: Sequence[str]) -> None:
     del argv  # _cli.run rejects positional arguments
     root = pathlib.Path(FLAGS.workdir)
-    results = study(root, FLAGS.variants, FLAGS.seeds, FLAGS.steps,
-                    size=FLAGS.size, eval_every=FLAGS.eval_every)
+    results, timing = study(root, FLAGS.variants, FLAGS.seeds, FLAGS.steps,
+                            size=FLAGS.size, eval_every=FLAGS.eval_every,
+                            chunk=FLAGS.sweep_chunk)
     given = [f"--{name}={FLAGS[name].serialize().split('=', 1)[1]}"
-             for name in ("variants", "seeds", "steps", "size", "eval_every")
+             for name in ("variants", "seeds", "steps", "size", "eval_every",
+                          "sweep_chunk")
              if FLAGS[name].present]
     command = " ".join(["python -m experiments.rescaling", *given])
     path = write_summary(results, pathlib.Path(FLAGS.out), steps=FLAGS.steps,
-                         size=FLAGS.size, command=command)
+                         size=FLAGS.size, command=command, timing=timing)
     print(f"wrote {path}")
 
 

@@ -56,6 +56,11 @@ def test_driver_writes_summary_plots_and_probes(root):
     fired = int(rows["| (c) + TVR every 1, thr 1.0"].split(" | ")[6])
     assert fired > 0  # 0.006 grows past 0.01 within a few AdamW steps at lr 3e-3
     assert "--size=tiny" in text and "std grows in (a)" in text
+    # trained through the sweep engine (its wall-clock in the report); with TVR
+    # configured every step logs the residual-stream probe of its own forward
+    assert "through the sweep engine: " in text and "vmapped program" in text
+    records = rundir.read_metrics(rescaling.run_dir(root, "c_i1_t1.0", 0))
+    assert [r["step"] for r in records if "act/max_abs" in r] == list(range(1, STEPS + 1))
     probes = rescaling.probe_run(rescaling.config_for("c_i1_t1.0", 0, STEPS, size="tiny",
                                                       eval_every=3),
                                  rescaling.run_dir(root, "c_i1_t1.0", 0))
