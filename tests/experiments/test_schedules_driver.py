@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from optim_lab import rundir
 
 STEPS = 100  # 10 logged gradient norms: enough left after trimming 2 at each end
@@ -56,3 +58,27 @@ def test_driver_smoke_tables_match_the_runs(tmp_path):
     _, norms = rundir.metric_series(linear, "grads/global/l2")
     assert len(norms) == STEPS // 10
     assert float(m.group(1)) == float(f"{norms[0]:.3g}")
+
+
+@pytest.mark.slow  # 5 schedules x 2-3 learning rates through the sweep engine
+def test_grid_is_extended_until_every_best_lr_is_interior(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    subprocess.run(
+        [sys.executable, "-m", "experiments.schedules", f"--workdir={runs}", f"--out={out}",
+         "--problems=softmax_sgd", "--seeds=1", f"--steps={STEPS}", "--lrs=0.3,1",
+         "--max_extensions=2"],
+        check=True, capture_output=True, text=True)
+    text = (out / "summary.md").read_text()
+    main, sweep = text.split("Seed-0 learning-rate sweep")
+    grid = [float(x) for x in _row(sweep, "schedule")[1:]]
+    assert grid[:2] == [0.3, 1.0] and len(grid) > 2  # 1 is best at 100 steps: extended
+    for name in ("constant", "cosine", "linear", "wsd", "refined"):
+        cells = _row(sweep, name)[1:]
+        losses = {lr: float(c) for lr, c in zip(grid, cells) if c != "–"}
+        best = float(_row(main, name)[1])
+        assert best == min(losses, key=losses.get)
+        tried = sorted(losses)
+        interior = tried[0] < best < tried[-1]
+        assert _row(main, name)[-1] == ("yes" if interior else "**no**")
+        assert interior or len(tried) == 4  # else both extensions were used
+    assert "through the sweep engine" in text
