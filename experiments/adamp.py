@@ -1,6 +1,6 @@
-r"""AdamP / SGDP experiments (issue 3): the 2-D toy and a BN-CNN on digits.
+r"""AdamP / SGDP experiments: the 2-D toy and a BN-CNN on digits.
 
-    python -m experiments.adamp                      # both parts, ~15 min on 2 cores
+    python -m experiments.adamp                      # both parts, a few minutes on 2 cores
     python -m experiments.adamp --parts=toy          # the toy only, seconds
 
 **Toy** (project page of Heo et al.): minimise :math:`-\cos(w, w^*)` over
@@ -14,11 +14,15 @@ eligible; it is decided through the layer view).
 
 **Digits**: ``experiments/configs/adamp_digits.py`` (BN-CNN 16-32-32 on 8x8
 digits, batch 64, lr 1e-2) with AdamW and AdamP, weight decay 0 and 0.1,
-``--seeds`` seeds, trained by ``optim_lab.training.train.train_and_evaluate``.
-Reported: final test / train accuracy, the mean norm of the three
-BN-preceded conv kernels and their mean effective step ``‖Δw‖/‖w‖`` over
-training. Writes ``results/adamp/summary.md`` and PNG plots; run directories
-live under ``--workdir`` and are reused.
+``--seeds`` seeds, trained through the sweep engine
+(``optim_lab.training.sweep``): the runs of one optimizer differ only in seed
+and weight decay and train as one vmapped program; each is an ordinary run
+directory ``--workdir/<optimizer>_wd<λ>_s<seed>_n<steps>/``. Reported: final
+test / train accuracy, the mean norm of the three BN-preceded conv kernels and
+their mean effective step ``‖Δw‖/‖w‖`` over training, and the wall-clock of
+the training against the sequential driver's. Writes
+``results/adamp/summary.md`` and PNG plots; run directories under
+``--workdir`` are reused (a finished run is not recomputed).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ flags.DEFINE_string("out", "results/adamp", "Where summary.md and the plots go."
 flags.DEFINE_list("parts", ["toy", "digits"], "Which experiments to run.")
 flags.DEFINE_integer("seeds", 3, "Seeds per digits cell.", lower_bound=1)
 flags.DEFINE_integer("steps", 400, "Training steps per digits run.", lower_bound=1)
+flags.DEFINE_integer("sweep_chunk", 0, "At most this many runs per vmapped program "
+                     "(bounds memory); 0: all runs of an optimizer at once.", lower_bound=0)
 _cli.check_choices("parts", ("toy", "digits"))
 
 # name -> (momentum, SGDP?, project_momentum_buffer)
@@ -87,13 +93,14 @@ def toy_experiment(out: pathlib.Path) -> list[str]:
     runs = {name: toy_run(*args) for name, args in TOY_RUNS.items()}
     lines = ["## 2-D scale-invariant toy", "",
              "Minimise −cos(w, w*) in ℝ² from ‖w₀‖ = 1 at 2.5 rad from w*, lr 0.1, "
-             "200 steps (spec §12.1; project page: momentum SGD grows ‖w‖, SGDP does not). "
+             "200 steps (the toy of the AdamP project page: momentum SGD grows ‖w‖, SGDP "
+             "does not). "
              "*reference* = `adamp==0.3.0` semantics (the default, "
              "`project_momentum_buffer=True`: the stored momentum buffer is the projected "
              "one); *paper* = Algorithm 1 (`project_momentum_buffer=False`). The JAX "
              "reference runs match `adamp.SGDP` on a (1, 2) torch tensor to 1e-6 "
-             "(1.5556 / 2.6752); the spec's expected 1.31 / 1.32 are the paper-semantics "
-             "numbers.",
+             "(1.5556 / 2.6752); the paper-semantics runs give the 1.31 / 1.32 expected "
+             "for SGDP in this setting.",
              "", "| optimizer | final ‖w‖ | max ‖w‖ | final angle (rad) | "
              "first step with angle < 0.1 |", "|---|---|---|---|---|"]
     for name, r in runs.items():
@@ -147,20 +154,24 @@ def read_run(workdir: pathlib.Path) -> dict[str, np.ndarray | float]:
     }
 
 
-def run_digits(root: pathlib.Path, seeds: int, steps: int):
-    from optim_lab.training import train
-    results = {}
-    for opt in DIGITS_OPTIMIZERS:
-        for wd in DIGITS_WEIGHT_DECAYS:
-            for seed in range(seeds):
-                wdir = root / f"{opt}_wd{wd:g}_s{seed}_n{steps}"
-                if not (wdir / "summary.json").exists() and not _common.finished(wdir, steps):
-                    train.train_and_evaluate(digits_config(opt, wd, seed, steps), wdir)
-                results[(opt, wd, seed)] = read_run(wdir)
-    return results
+def run_name(optimizer: str, weight_decay: float, seed: int, steps: int) -> str:
+    """The run directory of one digits run, relative to ``--workdir``."""
+    return f"{optimizer}_wd{weight_decay:g}_s{seed}_n{steps}"
 
 
-def digits_experiment(results, seeds: int, steps: int, out: pathlib.Path) -> list[str]:
+def run_digits(root: pathlib.Path, seeds: int, steps: int, chunk: int = 0,
+               optimizers: tuple[str, ...] = DIGITS_OPTIMIZERS):
+    """Every (optimizer, weight decay, seed) run through one sweep; their series
+    and the sweep's timing (see ``_common.run_sweep``)."""
+    cells = [(opt, wd, seed) for opt in optimizers for wd in DIGITS_WEIGHT_DECAYS
+             for seed in range(seeds)]
+    configs = {run_name(*cell, steps): digits_config(*cell, steps) for cell in cells}
+    timing = _common.run_sweep(configs, root, chunk=chunk, label=f"digits_n{steps}")
+    return {cell: read_run(root / run_name(*cell, steps)) for cell in cells}, timing
+
+
+def digits_experiment(results, seeds: int, steps: int, out: pathlib.Path,
+                      timing: dict | None = None) -> list[str]:
     ms = _common.mean_std
     lines = ["## BN-CNN on digits: AdamW vs AdamP", "",
              f"`experiments/configs/adamp_digits.py`: BN-CNN 16-32-32 (bias-free 3x3 convs → "
@@ -182,7 +193,43 @@ def digits_experiment(results, seeds: int, steps: int, out: pathlib.Path) -> lis
                      ms([np.mean(r["eff"]) for r in rs], ".2e")]
             lines.append(f"| {opt} | {wd:g} | " + " | ".join(cells) + " |")
     _digits_plot(results, seeds, out / "digits.png")
-    return lines + ["", "![digits](digits.png)", ""]
+    lines += ["", "![digits](digits.png)", ""]
+    if timing is not None:
+        lines += wall_clock_markdown(timing, seeds, steps)
+    return lines
+
+
+# The driver before sweeps (one train_and_evaluate per run, one after another),
+# timed once for the default study around the whole process.
+SEQUENTIAL = ("491 s (CPU 166 s) for the 12 runs, the whole `python -m experiments.adamp "
+              "--parts=digits` process of the sequential driver, fresh workdir, on "
+              "2026-12-02 02:20 UTC, load average 5.3 at the start and 13.9 at the end "
+              "(1-minute)")
+# How the sweep's table compares with the sequential driver's (default study).
+SEQUENTIAL_COMPARISON = (
+    "every run has the config, initialisation and batches of its sequential run; only "
+    "the summation order of the vmapped convolutions differs (the step-0 evaluation "
+    "agrees to 4 float32 eps; with SGD the parameters stay within ~5 eps after 2 steps). "
+    "Adam's per-coordinate normalisation amplifies such differences, and this BN-CNN at "
+    "lr 1e-2 is sensitive enough that single runs end visibly apart: against a fresh "
+    "sequential run of the same configs, the final training loss is within ±15 % for 9 "
+    "of the 12 runs. The table agrees with the sequential driver's committed before this "
+    "change within seed noise: |Δ mean| ≤ 1.0 seed std in all 24 mean ± std cells "
+    "(median 0.17 std). The fresh sequential run differs from that committed table as "
+    "much (one of its runs, AdamP λ 0 seed 0, was in a loss spike at step 400: test "
+    "accuracy 0.81). CPU time is not lower: vmapped convolutions run as grouped "
+    "convolutions, which XLA:CPU does not execute faster than the members one by one.")
+
+
+def wall_clock_markdown(timing: dict, seeds: int, steps: int) -> list[str]:
+    lines = ["### Wall-clock", "",
+             f"* After (the sweep call): {_common.timing_text(timing)}."]
+    if (seeds, steps) == (3, 400):
+        lines += [f"* Before (sequential runs): {SEQUENTIAL}.",
+                  f"* Sweep vs sequential: {SEQUENTIAL_COMPARISON}"]
+    lines.append("* The machine (2 cores) is shared with other jobs; the load averages "
+                 "say how busy it was.")
+    return lines + [""]
 
 
 def _init_norm(results) -> float:
@@ -216,8 +263,9 @@ def main(argv):
     if "toy" in FLAGS.parts:
         text += toy_experiment(out)
     if "digits" in FLAGS.parts:
-        results = run_digits(pathlib.Path(FLAGS.workdir), FLAGS.seeds, FLAGS.steps)
-        text += digits_experiment(results, FLAGS.seeds, FLAGS.steps, out)
+        results, timing = run_digits(pathlib.Path(FLAGS.workdir), FLAGS.seeds, FLAGS.steps,
+                                     FLAGS.sweep_chunk)
+        text += digits_experiment(results, FLAGS.seeds, FLAGS.steps, out, timing)
     print(_common.write_summary(out, "\n".join(text) + "\n").read_text())
 
 

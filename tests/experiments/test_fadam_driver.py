@@ -5,6 +5,7 @@ import sys
 
 from experiments.configs import fadam_digits
 from experiments.configs import fadam_modular
+from optim_lab import rundir
 from optim_lab.training import train
 
 
@@ -19,12 +20,19 @@ def test_every_sweep_cell_builds():
 
 
 def test_driver_smoke_writes_summary_and_measures_clipped_decay(tmp_path):
-    out = tmp_path / "out"
+    out, runs = tmp_path / "out", tmp_path / "runs"
     subprocess.run(
-        [sys.executable, "-m", "experiments.fadam", f"--workdir={tmp_path / 'runs'}",
+        [sys.executable, "-m", "experiments.fadam", f"--workdir={runs}",
          f"--out={out}", "--problems=digits", "--seeds=1", "--steps=20",
          "--lrs=0.01"], check=True, capture_output=True, text=True)
     text = (out / "summary.md").read_text()
+    # through the sweep engine: one vmapped program per optimizer (λ traced),
+    # each run an ordinary run directory of the driver's layout
+    assert "4 runs in 2 vmapped programs (2 + 2 members)" in text
+    for opt in ("adamw", "fadam"):
+        for wd in ("0", "0.1"):
+            run = runs / "digits" / opt / f"wd{wd}_lr0.01_seed0_steps20"
+            assert rundir.read_metrics(run)[-1]["step"] == 20
     assert (out / "fadam.png").stat().st_size > 10_000
     assert "| fadam | 0.1 | **0.01** |" in text
     # FAdam's decay is clipped: measured decay step RMS = lr * wd * c = 1e-3
