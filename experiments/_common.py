@@ -216,24 +216,29 @@ def timing_text(timing: Record) -> str:
     """One sentence for a summary: the sweep's wall-clock and the machine load.
 
     Examples:
-        >>> text = timing_text(dict(wall_s=61.0, cpu_s=80.0, trained=12, members=12, groups=[6, 6],
-        ...                         chunk=0, load_start=(4.1, 3.0, 2.9),
-        ...                         load_end=(4.5, 4.0, 3.1), date="2026-12-02 03:00 UTC"))
+        >>> text_timing = dict(wall_s=61.0, cpu_s=80.0, trained=12, members=12,
+        ...                    groups=[6, 6], chunk=0, load_start=(4.1, 3.0, 2.9),
+        ...                    load_end=(4.5, 4.0, 3.1), date="2026-12-02 03:00 UTC")
+        >>> text = timing_text(text_timing)
         >>> text.split(" started ")[0]
         '61 s (CPU 80 s) for 12 runs in 2 vmapped programs (6 + 6 members)'
         >>> text.split(", ")[-1]
         'load average 4.1 at the start and 4.5 at the end (1-minute)'
+        >>> timing_text({**text_timing, "chunk": 1}).split(" started ")[0]
+        '61 s (CPU 80 s) for 12 runs in 2 compiled programs (6 + 6 members, run in turn)'
     """
     if not timing:
         return "not measured (every run was already finished and no timing was stored)"
-    chunk = f", at most {timing['chunk']} members at once" if timing["chunk"] else ""
+    chunk = {0: "", 1: ", run in turn"}.get(
+        timing["chunk"], f", at most {timing['chunk']} members at once")
     partial = (f" ({timing['trained']} of {timing['members']} runs trained, the rest "
                "reused)" if timing["trained"] != timing["members"] else "")
     reused = "; runs reused from that invocation" if timing.get("reused") else ""
     sizes = " + ".join(map(str, timing["groups"]))
     return (f"{timing['wall_s']:.0f} s (CPU {timing['cpu_s']:.0f} s) for "
             f"{timing['members']} runs in "
-            f"{len(timing['groups'])} vmapped program{'s' * (len(timing['groups']) > 1)} "
+            f"{len(timing['groups'])} {'compiled' if timing['chunk'] == 1 else 'vmapped'} "
+            f"program{'s' * (len(timing['groups']) > 1)} "
             f"({sizes} members{chunk}){partial} "
             f"started {timing['date']}, load average {timing['load_start'][0]:.1f} at the "
             f"start and {timing['load_end'][0]:.1f} at the end (1-minute){reused}")
