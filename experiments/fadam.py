@@ -1,6 +1,6 @@
 r"""FAdam vs AdamW on digits and modular addition.
 
-    python -m experiments.fadam              # both problems, a few minutes on 2 cores
+    python -m experiments.fadam              # both problems, ~15 min on 2 shared cores
 
 For each problem, each optimizer (``fadam`` with pytorch-optimizer 4.1.0
 semantics, ``adamw`` = ``optax.adamw``), each weight decay λ ∈ {0, 0.1} and
