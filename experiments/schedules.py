@@ -10,10 +10,10 @@ with ``--seeds`` seeds. The refined schedule is derived from the seed-0 linear
 run at its best learning rate (``schedule.refine_from``) and swept over the
 same grid. A schedule whose best learning rate sits at an edge of its grid
 gets one more value on that side (the 1-3-10 sequence continued), up to
-``--max_extensions`` times, so the reported best is interior. Writes
-``results/schedules/summary.md`` and PNG plots; run directories live under
-``--workdir`` and are reused (a finished run is not recomputed). ``--steps``
-and ``--lrs`` shrink the study for smoke tests.
+``--max_extensions`` times (default 4), so the reported best is interior
+where one exists. Writes ``results/schedules/summary.md`` and PNG plots; run
+directories live under ``--workdir`` and are reused (a finished run is not
+recomputed). ``--steps`` and ``--lrs`` shrink the study for smoke tests.
 
 Runs go through the sweep engine (:func:`experiments._common.run_sweep`): a
 tuning round trains every schedule's pending learning rates, one vmapped
@@ -58,7 +58,7 @@ flags.DEFINE_integer("seeds", 3, "Seeds at the best learning rate.", lower_bound
 flags.DEFINE_integer("steps", 0, "Override the configs' step counts (0: keep; smoke tests).",
                      lower_bound=0)
 flags.DEFINE_list("lrs", [], "Override the learning-rate grids (default: per problem).")
-flags.DEFINE_integer("max_extensions", 2, "Grid extensions per schedule when its best "
+flags.DEFINE_integer("max_extensions", 4, "Grid extensions per schedule when its best "
                      "learning rate is at an edge.", lower_bound=0)
 
 
@@ -335,6 +335,38 @@ def reading(results: dict) -> str:
             f"norms keep falling) in {len(fell)} of {len(results)} problems"
             + (f" ({', '.join(fell)})" if fell else "") + ". Ranking by mean final "
             "training loss: " + "; ".join(f"{p}: {order(p)}" for p in results) + "."]
+    if edge:
+        def at_edge(p: str, n: str) -> str:
+            sweep, best = results[p]["sweeps"][n], results[p]["best"][n]
+            test = min(sweep, key=lambda lr: _common.finite(sweep[lr].get("test/loss")))
+            return (f"{p}/{n}: train {_loss(sweep[best]):.1e}, test "
+                    f"{sweep[best]['test/loss']:.3f} at lr {best:g} vs "
+                    f"{sweep[test]['test/loss']:.3f} at lr {test:g}")
+        cases = [(p, n) for p, r in results.items() for n in SCHEDULES
+                 if not interior(r, n)]
+        zero = [f"{p}/{n}" for p, n in cases
+                if _loss(results[p]["sweeps"][n][results[p]["best"][n]]) < 1e-4]
+        text.append("At those edges the final training loss is still falling with the "
+                    "learning rate (seed 0; test loss at that lr vs at the grid's "
+                    "lowest test loss: " + "; ".join(at_edge(p, n) for p, n in cases)
+                    + ")." + (f" Where it is ~0 ({', '.join(zero)}), the problem is "
+                              "separable: a larger step drives the margins, and the "
+                              "cross-entropy, toward float32 zero faster, so a "
+                              "training-loss optimum need not exist at any finite lr "
+                              "[inferred]." if zero else "")
+                    + (" Where it is not (a loss floor from L2), a decaying schedule "
+                       "still gains from a larger peak within 2 000 steps, and the "
+                       "edge has not been reached [inferred]."
+                       if len(zero) < len(cases) else ""))
+    ties = [f"{p}/{n}" for p, r in results.items() for n in SCHEDULES
+            if abs(_loss(r["sweeps"][n][r["best"][n]])) < 1e-6]
+    if ties:
+        text.append(f"**Ties at zero**: for {', '.join(ties)} the training loss reaches "
+                    "float32 zero (|loss| < 1e-6; `-0.0000` in the sweep tables is a "
+                    "cross-entropy that rounds just below 0) over a range of learning "
+                    "rates, so the 'best' lr among them is decided by rounding, and "
+                    "`vs linear` percentages of a ~0 loss mean nothing there; compare "
+                    "those rows by test loss (the test-loss column).")
     text.append("On digits the unregularised problems interpolate (linearly "
                 "separable data; an over-parameterised MLP), so the gradient norms "
                 "fall throughout and the refinement has nothing to shape; the "
