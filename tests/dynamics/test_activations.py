@@ -176,3 +176,29 @@ def test_tiny_lm_binary_run_with_tvr_logs_the_probe_every_step(tmp_path):
     # without TVR the model carries no probe and logs none
     c.rescaling.tvr_target = c.rescaling.tvr_interval = None
     assert train.setup(c)[1].model_state == {}
+
+
+def _tiny_lm_tvr_config(steps: int):
+    c = lm.get_config()
+    c.model.update(num_layers=2, d_model=32, num_heads=2, mlp_hidden=64, context=16)
+    c.data.update(context=16, max_bytes=2 ** 16, eval_windows=4)
+    c.batch_size, c.steps, c.log_every, c.eval_every, c.checkpoint_every = 4, steps, 1, 2, 2
+    c.model.init_std = c.rescaling.lir_base_std = 0.006
+    c.rescaling.tvr_target, c.rescaling.tvr_interval = 0.01, 3
+    return c
+
+
+@pytest.mark.slow  # three tiny LM runs
+def test_lm_run_with_lir_tvr_and_the_probe_resumes_bit_identically(tmp_path):
+    """4 steps straight == 2 + resume + 2 (the probe's state is checkpointed too)."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train.train_and_evaluate(_tiny_lm_tvr_config(4), straight, progress=False)
+    train.train_and_evaluate(_tiny_lm_tvr_config(2), split, progress=False)
+    train.train_and_evaluate(_tiny_lm_tvr_config(4), split, progress=False)
+    a, b = rundir.read_metrics(straight), rundir.read_metrics(split)
+    assert a == b and all("act/max_abs" in r for r in a if r["step"] > 0)
+    sa = train.restore_state(_tiny_lm_tvr_config(4), straight)
+    sb = train.restore_state(_tiny_lm_tvr_config(4), split)
+    jax.tree.map(np.testing.assert_array_equal, (sa.params, sa.model_state),
+                 (sb.params, sb.model_state))
+    assert float(sa.model_state[activations.STATE_KEY][0]) > 0
