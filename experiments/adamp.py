@@ -210,7 +210,9 @@ def digits_experiment(results, seeds: int, steps: int, out: pathlib.Path,
 SEQUENTIAL = ("491 s (CPU 166 s) for the 12 runs, the whole `python -m experiments.adamp "
               "--parts=digits` process of the sequential driver, fresh workdir, on "
               "2026-12-02 02:20 UTC, load average 5.3 at the start and 13.9 at the end "
-              "(1-minute)")
+              "(1-minute), on the code of commit 599a3a8; again on today's single-run code "
+              "(identical metrics logs): 212 s (CPU 154 s), started 2026-12-02 "
+              "03:36 UTC at load 9.2 → 10.8")
 # How the sweep's table compares with the sequential driver's (default study).
 SEQUENTIAL_COMPARISON = (
     "every run has the config, initialisation and batches of its sequential run, but the "
