@@ -57,6 +57,8 @@ flags.DEFINE_bool("mlp_anchor", True, "Also run the Fig. 6b MLP commands from th
 flags.DEFINE_integer("d_model", None, "Override the transformer width (smoke runs).")
 flags.DEFINE_integer("ff_dim", None, "Override the feed-forward width (smoke runs).")
 flags.DEFINE_integer("modulus", None, "Override p (smoke runs; no MLP anchor then).")
+flags.DEFINE_bool("report_only", False, "Only rewrite transformer.md / .png from the run "
+                  "directories as they are (no training; a run still going shows its steps).")
 
 VARIANTS = {  # name -> (label, optimizer overrides, float64 Adam state)
     "orthograd_adamw": ("⊥AdamW", dict(name="orthograd_adamw", b2=0.999, eps=1e-8,
@@ -259,14 +261,21 @@ def plot(runs: Sequence[tuple[str, pathlib.Path]], anchors: Sequence[tuple[str, 
 
 
 def run_all(root, results, *, lrs: Sequence[float], variants: Sequence[str], steps: int,
-            eval_every: int, mlp_anchor: bool, command: str, **model) -> tuple[list, list]:
+            eval_every: int, mlp_anchor: bool, command: str, report_only: bool = False,
+            **model) -> tuple[list, list]:
     root, results = pathlib.Path(root), pathlib.Path(results)
+
+    def train_and_evaluate(config, workdir):
+        if not report_only:
+            train.train_and_evaluate(config, workdir)
+        elif not rundir.read_metrics(workdir):
+            raise ValueError(f"--report_only: no run in {workdir}; train it first")
+
     rows, anchors, curves, anchor_curves = [], [], [], []
     if mlp_anchor:
         for name, (label, _) in MLP_ANCHORS.items():
             print(f"== {label}", flush=True)
-            train.train_and_evaluate(mlp_anchor_config(name, ANCHOR_STEPS, eval_every),
-                                     root / name)
+            train_and_evaluate(mlp_anchor_config(name, ANCHOR_STEPS, eval_every), root / name)
             anchors.append(summarize(name, label, rundir.read_metrics(root / name)))
             anchor_curves.append((label, root / name))
     for lr in lrs:
@@ -275,7 +284,7 @@ def run_all(root, results, *, lrs: Sequence[float], variants: Sequence[str], ste
             name = run_name(variant, lr)
             print(f"== transformer: {label}", flush=True)
             config = transformer_config(variant, lr, steps, eval_every, **model)
-            train.train_and_evaluate(config, root / name)
+            train_and_evaluate(config, root / name)
             row = summarize(name, label, rundir.read_metrics(root / name))
             rows.append({**row, "lr": lr, "variant_label": VARIANTS[variant][0]})
             curves.append((label, root / name))
@@ -298,7 +307,8 @@ def main(argv):
     command = "python -m experiments.grokking_transformer " + " ".join(flags_used)
     run_all(FLAGS.root, FLAGS.results, lrs=lrs, variants=FLAGS.variants, steps=FLAGS.steps,
             eval_every=FLAGS.eval_every, mlp_anchor=FLAGS.mlp_anchor and not FLAGS.modulus,
-            command=command, d_model=FLAGS.d_model, ff_dim=FLAGS.ff_dim, modulus=FLAGS.modulus)
+            command=command, report_only=FLAGS.report_only, d_model=FLAGS.d_model,
+            ff_dim=FLAGS.ff_dim, modulus=FLAGS.modulus)
     print((pathlib.Path(FLAGS.results) / "transformer.md").read_text())
 
 

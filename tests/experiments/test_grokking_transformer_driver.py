@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from experiments import grokking_transformer as driver
 from experiments.configs import grokking_transformer
@@ -103,6 +104,18 @@ def test_driver_variants_and_report(tmp_path):
     text = (tmp_path / "results" / "transformer.md").read_text()
     assert "| ⊥AdamW, lr 0.005 | 4 |" in text and "| AdamW, lr 0.005 | 4 |" in text
     assert (tmp_path / "results" / "transformer.png").stat().st_size > 0
+    # --report_only rewrites the report from the runs as they are, training nothing
+    (tmp_path / "results" / "transformer.md").unlink()
+    again, _ = driver.run_all(
+        tmp_path / "runs", tmp_path / "results", lrs=[5e-3], variants=["orthograd_adamw"],
+        steps=8, eval_every=20, mlp_anchor=False, command="cmd", report_only=True,
+        d_model=32, ff_dim=64, modulus=11)
+    assert again[0]["steps"] == 4
+    assert "| ⊥AdamW, lr 0.005 | 4 |" in (tmp_path / "results" / "transformer.md").read_text()
+    with pytest.raises(ValueError, match="--report_only: no run in"):
+        driver.run_all(tmp_path / "none", tmp_path / "results", lrs=[5e-3],
+                       variants=["adamw"], steps=4, eval_every=20, mlp_anchor=False,
+                       command="cmd", report_only=True, d_model=32, ff_dim=64, modulus=11)
 
 
 def test_mlp_anchor_starts_from_the_reference_start():
