@@ -379,10 +379,7 @@ def _rows_of_epoch(perm: jax.Array, source, seed, step, batch_size: int):
     the one ``get_batch`` computes: the batch is then the same rows.
     """
     del seed  # in perm
-    x, y = source
-    pos = step % (x.shape[0] // batch_size)
-    idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
-    return x[idx], y[idx]
+    return dataset_lib.batch_of_epoch(*source, perm, step, batch_size)
 
 
 class Program:
@@ -421,8 +418,8 @@ class Program:
         everywhere = parallel.replicated(mesh) if mesh is not None else None
         template, sampler = config.to_dict(), data.train_sampler()
         n = data.num_train
-        self.per_epoch = (n // config.batch_size if data.sampler is None
-                          and not dataset_lib.is_full_batch(config.batch_size, n) else 0)
+        self.per_epoch = (dataset_lib.steps_per_epoch(n, config.batch_size)
+                          if data.sampler is None else 0)
 
         def compiled(hp, sampler_fn):
             cfg = _with_values(template, hp)
@@ -455,8 +452,8 @@ class Program:
                 hp, params, model_state, data))
 
         def perms(seeds, epoch):
-            return replicated(jax.vmap(lambda seed: jax.random.permutation(
-                jax.random.fold_in(jax.random.key(seed), epoch), n))(seeds))
+            return replicated(jax.vmap(
+                lambda seed: dataset_lib.epoch_permutation(seed, epoch, n))(seeds))
 
         self._one_step = one_step
         self.step = jax.jit(step)
@@ -466,13 +463,7 @@ class Program:
 
     def call_sizes(self, start: int, config: ml_collections.ConfigDict) -> Iterator[int]:
         """Steps per call from ``start``: the single run's calls, also cut at epochs."""
-        s = start
-        for n in train.call_sizes(start, config.steps, config.steps_per_call,
-                                   config.log_every):
-            while n:
-                m = min(n, self.per_epoch - s % self.per_epoch) if self.per_epoch else n
-                yield m
-                s, n = s + m, n - m
+        return train.epoch_call_sizes(start, config, self.per_epoch)
 
     def probe(self, hp: Mapping[str, Any], state: TrainState, source) -> None:
         """Traces one member's step with ``hp`` traced (compiles nothing).

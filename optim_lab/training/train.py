@@ -330,6 +330,26 @@ def call_sizes(start: int, steps: int, per_call: int, log_every: int) -> Iterato
         s += n
 
 
+def epoch_call_sizes(start: int, config: ml_collections.ConfigDict,
+                     per_epoch: int) -> Iterator[int]:
+    """:func:`call_sizes` of ``config`` from ``start``, also cut at the ends of
+    epochs of ``per_epoch`` steps (0: no epochs), so a call uses one epoch's
+    permutation.
+
+    Examples:
+        >>> import ml_collections
+        >>> c = ml_collections.ConfigDict(dict(steps=12, steps_per_call=4, log_every=6))
+        >>> list(epoch_call_sizes(0, c, 5))
+        [4, 1, 1, 4, 2]
+    """
+    s = start
+    for n in call_sizes(start, config.steps, config.steps_per_call, config.log_every):
+        while n:
+            m = min(n, per_epoch - s % per_epoch) if per_epoch else n
+            yield m
+            s, n = s + m, n - m
+
+
 class Batches:
     """Where each jitted call of a run takes its training batches from.
 
@@ -366,13 +386,8 @@ class Batches:
         return (*self.source, parallel.replicate(perm, self.mesh))
 
     def call_sizes(self, start: int) -> Iterator[int]:
-        """Steps per call from ``start``: :func:`call_sizes`, also cut at epochs."""
-        c, s = self.config, start
-        for n in call_sizes(start, c.steps, c.steps_per_call, c.log_every):
-            while n:
-                m = min(n, self.per_epoch - s % self.per_epoch) if self.per_epoch else n
-                yield m
-                s, n = s + m, n - m
+        """Steps per call from ``start``: :func:`epoch_call_sizes`."""
+        return epoch_call_sizes(start, self.config, self.per_epoch)
 
     def calls(self, start: int) -> Iterator[tuple[int, Any]]:
         """``(steps, source)`` of each call from ``start`` to ``config.steps``."""
