@@ -41,6 +41,7 @@ from absl import logging
 from flax import nnx
 
 from benchmarks import _report
+from benchmarks import sweep as bench_sweep
 from experiments import _cli
 from experiments import grokking_summary as summary
 from experiments.configs import grokking_stablemax_long_ref
@@ -158,8 +159,8 @@ class _Lever:
                         one_hot_groups=2, rngs=nnx.Rngs(config.seed))
             fn = functionalize(model)._replace(params=fn.params)
         sampler = data.train_sampler()
-        self.train_step, self.eval_step = train.compile_steps(config, fn, loss_fn, tx,
-                                                              sampler_fn=sampler.fn)
+        self.train_step, self.eval_step = train.compile_steps(
+            config, fn, loss_fn, tx, sampler_fn=sampler.fn, pack_metrics=True)
         self.many = train.scan_steps(self.train_step) if per_call > 1 else None
         self.per_call, self.steps, self.source = per_call, steps, sampler.source
         self.eval_data = (data.train_x, data.train_y, data.test_x, data.test_y)
@@ -207,6 +208,8 @@ def measure_levers(rounds: int, window: int = 100) -> list[dict]:
                 s["step"].append((wall / window, cpu / window))
                 s["eval"].append(_timed(lever.evaluate))
             loads.append(os.getloadavg()[0])
+    # The step's matmuls alone, each form at its best measured rate (CPU s).
+    floor = bench_sweep.matmul_floor(rounds, members=1)
     out = []
     for (label, bits, k, g), lever, s in zip(LEVERS, levers, samples):
         out.append({"label": label, "flops": lever.flops,
@@ -215,7 +218,7 @@ def measure_levers(rounds: int, window: int = 100) -> list[dict]:
                     "step_cpu": statistics.median(c for _, c in s["step"]),
                     "eval_wall": statistics.median(w for w, _ in s["eval"]),
                     "eval_cpu": statistics.median(c for _, c in s["eval"]),
-                    "load": statistics.mean(loads)})
+                    "load": statistics.mean(loads), "matmul_floor_cpu": floor})
     return out
 
 
@@ -248,6 +251,19 @@ def levers_report(rows: list[dict], rounds: int) -> str:
               + ", ".join(f"every {e}: {100 * best['eval_wall'] / e / best['step_wall']:.1f} %"
                           for e in (100, 500, 2000))
               + ". The long configs evaluate every 500 steps.", ""]
+    floor, cores = rows[0]["matmul_floor_cpu"], os.cpu_count()
+    steps95 = 51_500  # the reference start's 95 % step (stablemax_long.md)
+    best_cpu = min(r["step_cpu"] for r in rows)
+    lines += [
+        "**Floor.** The step's matmuls alone (the forward and both gradients of each "
+        "layer over the full batch, each timed on its own at its best rate here, "
+        "`benchmarks.sweep.matmul_floor`) take "
+        f"{1e3 * floor:.1f} CPU ms per step, {100 * floor / best_cpu:.0f} % of the "
+        f"fastest lever's {1e3 * best_cpu:.1f}. With all {cores} cores busy that is "
+        f"≥ {1e3 * floor / cores:.1f} ms wall per step: the {steps95:,} steps the "
+        f"reference start needs to 95 % test cannot take less than "
+        f"{floor / cores * steps95 / 60:.1f} min on this machine (the fastest lever: "
+        f"{best_cpu / cores * steps95 / 60:.1f} min at {cores} busy cores).", ""]
     return "\n".join(lines)
 
 

@@ -116,7 +116,7 @@ def _single(config, gather: bool = False):
     batches = train.Batches(config, data)
     step, _ = train.compile_steps(config, fn, loss_fn, tx,
                                   post_step=train.build_post_step(config),
-                                  sampler_fn=batches.fn)
+                                  sampler_fn=batches.fn, pack_metrics=True)
     return step, train.initial_state(fn, tx, config.seed), batches.calls(0)
 
 
@@ -279,20 +279,21 @@ def measure_vmap(config, steps, repeats, chunks=(), gather=False) -> dict[str, f
 def measure_dispatch(config, steps, repeats) -> dict[str, float]:
     """Steps per second of the lab loop at 1 and 10 steps per call, and the bare loop;
     and, per step inside one ``lax.scan`` of ``steps`` (no dispatch), the lab step's,
-    a batch drawn from the epoch's permutation and one drawn by ``get_batch``."""
+    a batch drawn from the block's permutations (``train.Batches``) and one drawn
+    by ``get_batch``."""
     loops = {"k1": lab_loop(config, 1), "k10": lab_loop(config, 10),
              "bare": bare_loop(config), "bare_get_batch": bare_loop(config, False)}
     step, state, calls = _single(config)
     source = next(calls)[1]
     many = train.scan_steps(step)
-    x, y, perm = source
+    x, y = source[:2]
 
     def draws(draw):
         return jax.jit(lambda: jax.lax.scan(
             lambda t, _: (t + 1, draw(t)[0].sum()), jnp.int32(0), None, length=steps))
     b = config.batch_size
     per_step = draws(lambda t: dataset_lib.get_batch(x, y, config.seed, t, b))
-    per_epoch = draws(lambda t: dataset_lib.batch_of_epoch(x, y, perm, t, b))
+    per_epoch = draws(lambda t: dataset_lib.rows_of_epochs(source, None, t, b))
     fns = {k: (lambda f=f: f(steps)) for k, f in loops.items()}
     fns["scan_step"] = lambda: _report.block(many(state, source, steps))
     fns["draw_get_batch"] = lambda: _report.block(per_step())

@@ -21,8 +21,10 @@ therefore does::
 For minibatches of rows, ``get_batch`` computes the epoch's permutation of the
 whole training set at every step; the training loop instead computes it once
 per epoch (:func:`epoch_permutation`) and slices it per step
-(:func:`batch_of_epoch`, the sampler function :func:`rows_of_epoch`): the same
-batches, bit for bit (``training.train.Batches``).
+(:func:`batch_of_epoch`, the sampler function :func:`rows_of_epoch`; across an
+block of epochs :func:`epoch_permutations`, :func:`batch_of_epochs`,
+:func:`rows_of_epochs`): the same batches,
+bit for bit (``training.train.Batches``).
 """
 
 from __future__ import annotations
@@ -154,6 +156,36 @@ def rows_of_epoch(source, seed, step, batch_size):
     :func:`batch_of_epoch` (``seed`` is already in ``perm``)."""
     del seed
     return batch_of_epoch(*source, step, batch_size)
+
+
+def epoch_permutations(seed: int | jax.Array, first_epoch: int | jax.Array,
+                       epochs: int, n: int) -> jax.Array:
+    """``[epochs, n]``: :func:`epoch_permutation` of ``epochs`` consecutive epochs
+    from ``first_epoch``, in one program (vmapped: the same permutations)."""
+    return jax.vmap(lambda e: epoch_permutation(seed, e, n))(
+        first_epoch + jnp.arange(epochs, dtype=jnp.int32))
+
+
+def batch_of_epochs(x: jax.Array, y: jax.Array, perms: jax.Array, first_epoch: jax.Array,
+                    step: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Minibatch ``step`` given the permutations of a block of epochs.
+
+    ``perms = epoch_permutations(seed, first_epoch, k, n)``, and ``step`` lies
+    in one of those ``k`` epochs: the same rows as :func:`batch_of_epoch` with
+    that epoch's permutation, so a loop can run one call across epoch ends.
+    """
+    per_epoch = x.shape[0] // batch_size
+    row = step // per_epoch - first_epoch
+    idx = jax.lax.dynamic_slice(perms, (row, step % per_epoch * batch_size),
+                                (1, batch_size))[0]
+    return x[idx], y[idx]
+
+
+def rows_of_epochs(source, seed, step, batch_size):
+    """A :class:`Sampler` function on ``source = (x, y, perms, first_epoch)``:
+    the rows of :func:`batch_of_epochs` (``seed`` is already in ``perms``)."""
+    del seed
+    return batch_of_epochs(*source, step, batch_size)
 
 
 def _rows(source, seed, step, batch_size):

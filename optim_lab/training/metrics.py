@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from optim_lab import rundir
 from optim_lab.training.errors import RunDataError
@@ -26,20 +28,59 @@ from optim_lab.training.errors import RunDataError
 read_metrics = rundir.read_metrics  # the reader lives with the format
 
 
-def fetch_window(window: Iterable[Mapping[str, jax.Array]]) -> list[dict[str, float]]:
+@struct.dataclass
+class Packed:
+    """Metric arrays packed in jit, one array per dtype (few leaves to fetch).
+
+    ``arrays[g]`` holds the metrics named ``names[g]`` along its last axis
+    (leading axes: e.g. the steps of a scanned call); ``order`` is the
+    original key order, so an unpacked dict iterates as the packed one did.
+    """
+
+    arrays: tuple[jax.Array, ...]
+    names: tuple[tuple[str, ...], ...] = struct.field(pytree_node=False)
+    order: tuple[str, ...] = struct.field(pytree_node=False)
+
+
+def pack(metrics: Mapping[str, jax.Array]) -> Packed:
+    """Packs same-shaped metric arrays into one array per dtype (inside jit).
+
+    Fetching a window costs a host transfer per leaf; a scanned call's dozen
+    metrics become one or two leaves. :func:`fetch_window` unpacks the values
+    exactly (stacking does not change them).
+    """
+    groups: dict[str, list[str]] = {}
+    for k, v in metrics.items():
+        groups.setdefault(jnp.result_type(v).name, []).append(k)
+    names = tuple(tuple(ks) for ks in groups.values())
+    arrays = tuple(jnp.stack([metrics[k] for k in ks], axis=-1) for ks in names)
+    return Packed(arrays, names, tuple(metrics))
+
+
+def unpack(p: Packed) -> dict[str, np.ndarray]:
+    """The metric dict of a (fetched) :class:`Packed`, in its original key order."""
+    columns = {k: a[..., j] for ks, a in zip(p.names, p.arrays) for j, k in enumerate(ks)}
+    return {k: columns[k] for k in p.order}
+
+
+def fetch_window(window: Iterable[Mapping[str, jax.Array] | Packed]
+                 ) -> list[dict[str, float]]:
     """Fetches a window of device metric dicts in one host transfer, one per step.
 
     An entry is either one step's metrics (scalars) or several steps' stacked
-    along a leading axis (a scanned call); both come back as one dict per step.
+    along a leading axis (a scanned call), as a dict or :class:`Packed`; all
+    come back as one dict per step.
     """
     out = []
     for m in jax.device_get(list(window)):
+        if isinstance(m, Packed):
+            m = unpack(m)
         rows = np.ndim(next(iter(m.values()))) if m else 0
         if rows == 0:
             out.append({k: float(v) for k, v in m.items()})
         else:
-            n = len(next(iter(m.values())))
-            out.extend({k: float(v[i]) for k, v in m.items()} for i in range(n))
+            columns = {k: np.asarray(v, np.float64).tolist() for k, v in m.items()}
+            out.extend(dict(zip(columns, row)) for row in zip(*columns.values()))
     return out
 
 
@@ -49,8 +90,11 @@ def window_mean(host: Iterable[Mapping[str, float]],
     host = list(host)
     if not host:
         return {}
-    return {k: float(np.mean([np.float64(m[k]) for m in host]))
-            for k in host[0] if k not in exclude}
+    keys = [k for k in host[0] if k not in exclude]
+    # One row per key, reduced along its contiguous axis: each row's mean is
+    # np.mean of that key's 1-D values (the same pairwise sum), bit for bit.
+    table = np.array([[m[k] for m in host] for k in keys], np.float64)
+    return dict(zip(keys, np.mean(table, axis=1).tolist()))
 
 
 def to_host(metrics: Mapping[str, jax.Array]) -> dict[str, float]:

@@ -255,7 +255,7 @@ def state_shardings(config, state: TrainState, mesh) -> Any:
 
 
 def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=None,
-                  shardings=None):
+                  shardings=None, pack_metrics=False):
     """The jitted ``train(state, source)`` (batch drawn inside) and ``eval``.
 
     ``source`` is the training sampler's data (``data.train_sampler()``; for
@@ -264,7 +264,10 @@ def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=N
     ``mesh``, batches are split over its ``"data"`` axis; the new state keeps
     the layout ``shardings`` (a :class:`TrainState` of shardings,
     :func:`state_shardings`; None: as XLA propagates it, i.e. replicated for a
-    replicated state).
+    replicated state). ``pack_metrics``: ``train`` returns its metrics as one
+    :class:`~optim_lab.training.metrics.Packed` (an array per dtype, also when
+    scanned): a window of steps is then fetched in a few host transfers
+    instead of one per metric and step.
     """
     sampler_fn = sampler_fn or _rows
     step = step_lib.make_train_step(fn.apply, loss_fn, tx, post_step,
@@ -276,6 +279,11 @@ def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=N
         new_state, metrics = step(state, parallel.shard_batch(batch, mesh))
         if shardings is not None:
             new_state = jax.lax.with_sharding_constraint(new_state, shardings)
+        if pack_metrics:  # scalars are replicated; keep their packed arrays so
+            metrics = metrics_lib.pack(metrics)
+            if mesh is not None:
+                metrics = jax.lax.with_sharding_constraint(metrics,
+                                                           parallel.replicated(mesh))
         return new_state, metrics
 
     collapse_dtype = loss_registry.dtype_from_bits(config.loss_dtype)
@@ -334,7 +342,7 @@ def epoch_call_sizes(start: int, config: ml_collections.ConfigDict,
                      per_epoch: int) -> Iterator[int]:
     """:func:`call_sizes` of ``config`` from ``start``, also cut at the ends of
     epochs of ``per_epoch`` steps (0: no epochs), so a call uses one epoch's
-    permutation.
+    permutation (or one block's: ``per_epoch`` steps per block).
 
     Examples:
         >>> import ml_collections
@@ -355,12 +363,14 @@ class Batches:
 
     Minibatches of in-memory rows: :func:`~optim_lab.data.dataset.get_batch`
     would recompute the epoch's permutation of the whole training set at
-    every step (for a small model a large part of the step's work). Here it is
-    computed once per epoch, by the same function
-    (:func:`~optim_lab.data.dataset.epoch_permutation`), and passed to the
-    calls of that epoch with the rows, ``source = (x, y, perm)``; ``fn``
-    (:func:`~optim_lab.data.dataset.rows_of_epoch`) slices it: the same
-    batches, bit for bit. A call then stays within one epoch
+    every step (for a small model a large part of the step's work). Here the
+    permutations are computed by the same function, each once, for a block of
+    ``epochs_per_block`` epochs in one program
+    (:func:`~optim_lab.data.dataset.epoch_permutations`), and passed to the
+    calls of that block with the rows, ``source = (x, y, perms, first
+    epoch)``; ``fn`` (:func:`~optim_lab.data.dataset.rows_of_epochs`) slices
+    the step's batch: the same batches, bit for bit. Calls run across epoch
+    ends and are cut only where the log needs it and at the end of a block
     (:meth:`call_sizes`). Any other sampler (the full batch, a stream
     dataset's own) is passed through unchanged.
 
@@ -370,32 +380,39 @@ class Batches:
     """
 
     def __init__(self, config: ml_collections.ConfigDict, data: dataset_lib.Dataset,
-                 mesh=None):
+                 mesh=None, epochs_per_block: int = 16):
         sampler = data.train_sampler()
         self.config, self.mesh = config, mesh
-        self.per_epoch = (dataset_lib.steps_per_epoch(data.num_train, config.batch_size)
-                          if data.sampler is None else 0)
-        self.fn = dataset_lib.rows_of_epoch if self.per_epoch else sampler.fn
+        per_epoch = (dataset_lib.steps_per_epoch(data.num_train, config.batch_size)
+                     if data.sampler is None else 0)
+        self.per_epoch = per_epoch
+        # Enough epochs per block that a full call rarely needs cutting.
+        self.epochs = max(epochs_per_block, -(-config.steps_per_call // per_epoch)
+                          if per_epoch else 0)
+        self.fn = dataset_lib.rows_of_epochs if per_epoch else sampler.fn
         self.source = parallel.replicate(sampler.source, mesh)
-        seed, n = config.seed, data.num_train
-        self._perm = jax.jit(lambda epoch: dataset_lib.epoch_permutation(seed, epoch, n))
+        seed, n, k = config.seed, data.num_train, self.epochs
+        self._perms = jax.jit(lambda first: dataset_lib.epoch_permutations(seed, first, k, n))
 
-    def epoch_source(self, epoch: int):
-        """``(x, y, perm)`` of ``epoch`` (minibatches of rows only)."""
-        perm = self._perm(np.int32(epoch))  # the int32 of the step // per_epoch
-        return (*self.source, parallel.replicate(perm, self.mesh))
+    def block_source(self, block: int):
+        """``(x, y, perms, first epoch)`` of the calls in ``block`` (minibatches
+        of rows only)."""
+        first = np.int32(block * self.epochs)  # the int32 of the step // per_epoch
+        return (*self.source,
+                *parallel.replicate((self._perms(first), jnp.asarray(first)), self.mesh))
 
     def call_sizes(self, start: int) -> Iterator[int]:
-        """Steps per call from ``start``: :func:`epoch_call_sizes`."""
-        return epoch_call_sizes(start, self.config, self.per_epoch)
+        """Steps per call from ``start``: :func:`epoch_call_sizes`, cut at blocks."""
+        return epoch_call_sizes(start, self.config, self.per_epoch * self.epochs)
 
     def calls(self, start: int) -> Iterator[tuple[int, Any]]:
         """``(steps, source)`` of each call from ``start`` to ``config.steps``."""
-        s, epoch, source = start, None, self.source
+        s, block, source = start, None, self.source
+        per_block = self.per_epoch * self.epochs
         for n in self.call_sizes(start):
-            if self.per_epoch and s // self.per_epoch != epoch:
-                epoch = s // self.per_epoch
-                source = self.epoch_source(epoch)
+            if per_block and s // per_block != block:
+                block = s // per_block
+                source = self.block_source(block)
             yield n, source
             s += n
 
@@ -555,7 +572,7 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
     try:
         batches = Batches(config, data, mesh)
         train_step, eval_step = compile_steps(config, fn, loss_fn, tx, post_step, mesh,
-                                              batches.fn, shardings)
+                                              batches.fn, shardings, pack_metrics=True)
         eval_data = parallel.replicate(
             (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
         reporter = metrics_lib.Progress(config.steps, start) if progress and lead else None

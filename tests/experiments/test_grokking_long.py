@@ -40,6 +40,21 @@ def test_build_config_and_run_names():
     assert summary.run_name("long", 42, 32, 32) == "seed42_f32state_f32loss"
     assert summary.command_for("seed7", {"steps": 80_000}) == (
         "python -m benchmarks.grokking_stablemax_long --seed=7 --steps=80000")
+    assert summary.command_for("ref_timed", {"steps": 52_000}) == (
+        "python -m benchmarks.grokking_stablemax_long --config=ref "
+        "--workdir=runs/stablemax_long/ref_timed --steps=52000")
+    assert summary.label("ref_timed") == (
+        "reference start (seed 42 split + init), timed rerun (one session, quiet machine)")
+
+
+def test_goal_sentence_judges_the_timed_run():
+    row = {"label": "x", "steps": 52_000, "hits": {0.95: 51_500},
+           "minutes": {0.95: 16.25}, "cpu_minutes": {0.95: 30.0}, "load": 2.1}
+    assert "missed by 1.2 min" in summary.goal_sentence(row)
+    row["minutes"][0.95] = 14.0
+    assert ": met." in summary.goal_sentence(row)
+    row["hits"][0.95] = None
+    assert "95 % not reached by step 52 000" in summary.goal_sentence(row)
 
 
 def test_step_flops_of_the_gather():

@@ -3,7 +3,9 @@
 import io
 import json
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from optim_lab.training import metrics as metrics_lib
@@ -40,3 +42,33 @@ def test_progress_line_has_rate_and_eta():
     line = stream.getvalue()
     assert line.startswith("step 50/100 | train/loss=0.5 test/accuracy=0.25 |")
     assert "25.0 steps/s" in line and "ETA 0m02s" in line
+
+
+def _metrics(scale):
+    return {"loss": jnp.float32(1.0 / 3.0) * scale, "code": (scale * 7).astype(jnp.int32),
+            "norm": jnp.float32(2.0 ** -20) * scale}
+
+
+def test_packed_metrics_fetch_as_the_dicts_do():
+    packed = jax.jit(lambda s: metrics_lib.pack(_metrics(s)))(jnp.float32(3.0))
+    assert len(jax.tree.leaves(packed)) == 2  # one array per dtype
+    assert packed.order == ("loss", "code", "norm")
+    plain = jax.jit(_metrics)(jnp.float32(3.0))
+    assert metrics_lib.fetch_window([packed]) == metrics_lib.fetch_window([plain])
+    # Scanned: the packed arrays gain the steps' axis; rows keep key order.
+    def steps(s):
+        return jax.lax.scan(lambda c, _: (c + 1, metrics_lib.pack(_metrics(c))), s, None,
+                            length=4)[1]
+    want = jax.lax.scan(lambda c, _: (c + 1, _metrics(c)), jnp.float32(1.0), None, length=4)[1]
+    got_rows = metrics_lib.fetch_window([jax.jit(steps)(jnp.float32(1.0)), packed])
+    want_rows = metrics_lib.fetch_window([want, plain])
+    assert got_rows == want_rows and list(got_rows[0]) == ["loss", "code", "norm"]
+
+
+def test_window_mean_is_the_float64_mean_of_each_key():
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 8, 9, 10, 100, 129, 1000):
+        values = rng.standard_normal((n, 2)) * 10.0 ** rng.uniform(-8, 8, (n, 2))
+        host = [{"a": float(np.float32(a)), "b": float(b)} for a, b in values]
+        want = {k: float(np.mean([np.float64(m[k]) for m in host])) for k in ("a", "b")}
+        assert metrics_lib.window_mean(host) == want

@@ -32,16 +32,25 @@ def _leaves(state):
     return jax.tree.leaves(jax.device_get(state))
 
 
-def test_call_sources_give_get_batchs_batches():
-    config = _minibatch_config(steps=30, steps_per_call=10)
+@pytest.mark.parametrize("per_call, log_every, block, sizes", [
+    # At most 10 per call, cut at logs (10, 20, 30), across the epoch ends 12, 24, 36.
+    (10, 10, 16, [5, 10, 10, 10]),
+    # Blocks of 2 epochs: also cut at the block's end (24).
+    (10, 10, 2, [5, 10, 4, 6, 10]),
+    # 30 per call: blocks of 3 epochs (36 steps), the fewest a call can need.
+    (30, 30, 2, [25, 6, 4]),
+])
+def test_call_sources_give_get_batchs_batches(per_call, log_every, block, sizes):
+    config = _minibatch_config(steps=40, steps_per_call=per_call, log_every=log_every,
+                               eval_every=log_every, checkpoint_every=log_every)
     data = train.setup(config)[0]
-    batches = train.Batches(config, data)
-    assert batches.per_epoch == 12 and batches.fn is dataset.rows_of_epoch
+    batches = train.Batches(config, data, epochs_per_block=block)
+    assert batches.per_epoch == 12 and batches.fn is dataset.rows_of_epochs
     x, y = data.train_sampler().source
     draw = jax.jit(batches.fn, static_argnums=3)
-    sizes, s, seen = [], 5, []
+    got_sizes, s, seen = [], 5, []
     for n, source in batches.calls(5):  # starts mid-epoch
-        sizes.append(n)
+        got_sizes.append(n)
         for step in range(s, s + n):
             got = draw(source, config.seed, jnp.int32(step), 4)
             want = dataset.get_batch(x, y, config.seed, jnp.int32(step), 4)
@@ -49,9 +58,8 @@ def test_call_sources_give_get_batchs_batches():
                 np.testing.assert_array_equal(a, b)
             seen.append(step)
         s += n
-    assert seen == list(range(5, 30))
-    # At most 10 per call, cut at logs (10, 20) and at epochs (12, 24).
-    assert sizes == [5, 2, 8, 4, 6]
+    assert seen == list(range(5, 40))
+    assert got_sizes == sizes
 
 
 def test_other_samplers_pass_through():
