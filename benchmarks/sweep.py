@@ -57,6 +57,7 @@ from experiments.configs import grokking
 from optim_lab.data import dataset as dataset_lib
 from optim_lab.models import functional
 from optim_lab.models import mlp
+from optim_lab.training import allocator
 from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import step as step_lib
 from optim_lab.training import sweep
@@ -68,13 +69,12 @@ flags.DEFINE_integer("digits_steps", 100, "Steps per timed block, digits MLP.")
 flags.DEFINE_integer("grokking_steps", 10, "Steps per timed block, grokking MLP.")
 flags.DEFINE_bool("grokking_only", False, "Only time the grokking loops and print their "
                   "rates as JSON (the child process of the allocator comparison).")
+flags.DEFINE_bool("retain_freed", False, "Call allocator.retain_freed_memory() first, as "
+                  "experiments.sweep does (the child process of the allocator comparison).")
 
 SEEDS = (0, 1)
 LRS = (1e-3, 2e-3, 5e-3, 1e-2)
 EXCLUDE = (step_lib.NONFINITE_CODE,)
-# glibc: one arena, no mmap'd chunks, no trimming: freed buffers stay mapped for reuse.
-RETAIN_FREED = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
-                "MALLOC_TRIM_THRESHOLD_": str(1 << 36)}
 
 
 def digits_config():
@@ -371,11 +371,12 @@ def grokking_rates(repeats, steps) -> dict[str, float]:
 
 
 def grokking_in_child(repeats, steps) -> dict[str, float] | None:
-    """The grokking comparison in a child process with ``RETAIN_FREED``."""
-    cmd = [sys.executable, "-m", "benchmarks.sweep", "--grokking_only",
+    """The grokking comparison in a child process that first calls
+    ``allocator.retain_freed_memory()``, as ``experiments.sweep`` does."""
+    cmd = [sys.executable, "-m", "benchmarks.sweep", "--grokking_only", "--retain_freed",
            f"--repeats={repeats}", f"--grokking_steps={steps}"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=_report.ROOT,
-                         env={**os.environ, **RETAIN_FREED}, timeout=3600)
+                         timeout=3600)
     if out.returncode:
         print(out.stderr[-2000:], file=sys.stderr)
         return None
@@ -473,9 +474,10 @@ def _grokking_note(grok, child, costs, machine) -> str:
         "on the allocator's state).")
     if child:
         text += (
-            " With the allocator told to keep freed memory (a child process with "
-            + " ".join(f"`{k}={v}`" for k, v in RETAIN_FREED.items())
-            + f"), vmapped vs sequential is **{child['vmapped'] / child['sequential']:.2f}×**"
+            " With glibc's allocator told to keep freed memory "
+            "(`optim_lab.training.allocator.retain_freed_memory()`, which "
+            "`experiments.sweep` calls at start; a child process), vmapped vs "
+            f"sequential is **{child['vmapped'] / child['sequential']:.2f}×**"
             f" by wall clock, {child['cpu:vmapped'] / child['cpu:sequential']:.2f}× by CPU "
             f"time ({child['faults:vmapped']:.0f} faults per member-step; chunks of 2: "
             f"{child['chunk2'] / child['sequential']:.2f}×). The rest of the gap is XLA's "
@@ -552,6 +554,8 @@ def _section(r, digits, disp, grok, child, costs, machine) -> str:
 def main(argv):
     del argv
     r = FLAGS.repeats
+    if FLAGS.retain_freed and not allocator.retain_freed_memory():
+        raise SystemExit("error: --retain_freed: this C library has no mallopt")
     if FLAGS.grokking_only:
         print(json.dumps(grokking_rates(r, FLAGS.grokking_steps)))
         return

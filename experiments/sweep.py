@@ -31,6 +31,7 @@ from ml_collections import config_flags
 
 from experiments import _cli
 from experiments import _distributed
+from optim_lab.training import allocator
 from optim_lab.training import parallel
 from optim_lab.training import sweep
 
@@ -40,6 +41,9 @@ config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True
 flags.DEFINE_multi_string("sweep", None, "An axis FIELD=V1,V2,... (repeatable).")
 flags.DEFINE_integer("sweep_chunk", 0, "At most this many members per program "
                      "(bounds memory); 0: a whole group at once.", lower_bound=0)
+flags.DEFINE_bool("retain_freed_memory", True, "Tell glibc's malloc to keep freed memory for "
+                  "reuse (optim_lab.training.allocator): a vmapped program's large "
+                  "temporaries are then not faulted in again at every call.")
 flags.mark_flags_as_required(["config", "workdir", "sweep"])
 _distributed.define_flags()
 
@@ -62,6 +66,8 @@ def fitted_members(config, specs):
 
 def main(argv):
     del argv  # _cli.run rejects positional arguments
+    if FLAGS.retain_freed_memory:
+        allocator.retain_freed_memory()  # before the first large buffers; no-op off glibc
     _distributed.initialize_from_flags()  # before anything touches a device
     with _distributed.worker_errors():
         config = _cli.command_line_config("config")
