@@ -1,8 +1,5 @@
 """Residual-stream probe of the LLaMA LM (optim_lab/dynamics/activations.py)."""
 
-import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +17,8 @@ from optim_lab.rescaling import tvr
 from optim_lab.training import step as step_lib
 from optim_lab.training import train
 from optim_lab.training.state import TrainState
+
+import binaries
 
 
 def _model():
@@ -142,7 +141,6 @@ def test_probe_needs_a_model_that_has_one():
 
 @pytest.mark.slow  # a subprocess run: ~20 s on an idle 2-core machine, ~70 s loaded
 def test_tiny_lm_binary_run_with_tvr_logs_the_probe_every_step(tmp_path):
-    root = pathlib.Path(__file__).resolve().parents[2]
     sizes = dict(num_layers=2, d_model=32, num_heads=2, mlp_hidden=64, context=16)
     flags = [f"--config.model.{k}={v}" for k, v in sizes.items()] + [
         "--config.data.context=16", f"--config.data.max_bytes={2 ** 16}",
@@ -150,11 +148,8 @@ def test_tiny_lm_binary_run_with_tvr_logs_the_probe_every_step(tmp_path):
         "--config.log_every=1", "--config.eval_every=2", "--config.checkpoint_every=2",
         "--config.model.init_std=0.006", "--config.rescaling.lir_base_std=0.006",
         "--config.rescaling.tvr_target=0.01", "--config.rescaling.tvr_interval=1"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.train", "--config=experiments/configs/lm.py",
-         f"--workdir={tmp_path / 'run'}", *flags],
-        cwd=root, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    binaries.run_ok("experiments.train", "--config=experiments/configs/lm.py",
+                    f"--workdir={tmp_path / 'run'}", *flags)
     records = {r["step"]: r for r in rundir.read_metrics(tmp_path / "run")}
     assert all("act/max_abs" in records[s] and "tvr/num_fired" in records[s]
                for s in (1, 2))

@@ -6,19 +6,17 @@ drops the config file's other hyperparameters with one ``note:`` line.
 """
 
 import json
-import pathlib
 import subprocess
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+import binaries
+
 GROKKING = "--config=experiments/configs/grokking.py"
 
 
 def _run(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return binaries.run(module, *args, timeout=timeout)
 
 
 def _assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> str:

@@ -1,12 +1,12 @@
 """The FAdam-vs-AdamW driver end to end at smoke size, and its configs."""
 
-import subprocess
-import sys
 
 from experiments.configs import fadam_digits
 from experiments.configs import fadam_modular
 from optim_lab import rundir
 from optim_lab.training import train
+
+import binaries
 
 
 def test_every_sweep_cell_builds():
@@ -21,10 +21,8 @@ def test_every_sweep_cell_builds():
 
 def test_driver_smoke_writes_summary_and_measures_clipped_decay(tmp_path):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    subprocess.run(
-        [sys.executable, "-m", "experiments.fadam", f"--workdir={runs}",
-         f"--out={out}", "--problems=digits", "--seeds=1", "--steps=20",
-         "--lrs=0.01"], check=True, capture_output=True, text=True)
+    binaries.run_ok("experiments.fadam", f"--workdir={runs}", f"--out={out}",
+                    "--problems=digits", "--seeds=1", "--steps=20", "--lrs=0.01")
     text = (out / "summary.md").read_text()
     # through the sweep engine: one vmapped program per optimizer (λ traced),
     # each run an ordinary run directory of the driver's layout

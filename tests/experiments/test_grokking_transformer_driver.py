@@ -3,9 +3,6 @@ exact resume with dropout, and the ``experiments.grokking_transformer`` driver
 (tiny sizes: d 32, FF 64, addition mod 11)."""
 
 import json
-import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -16,7 +13,8 @@ from experiments.configs import grokking_transformer
 from optim_lab import rundir
 from optim_lab.training import train
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+import binaries
+
 TINY = {"model.d_model": 32, "model.ff_dim": 64, "data.modulus": 11}
 
 
@@ -35,9 +33,7 @@ def test_one_step_of_the_train_binary(tmp_path):
             "--config.steps=1", "--config.log_every=1", "--config.eval_every=1",
             "--config.checkpoint_every=1",
             *(f"--config.{k}={v}" for k, v in TINY.items())]
-    out = subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=ROOT,
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
+    binaries.run_ok("experiments.train", *args, timeout=900)
     records = rundir.read_metrics(workdir)
     assert [r["step"] for r in records] == [0, 1]
     step1 = records[-1]

@@ -1,13 +1,13 @@
 """The Polyak-momentum driver: its report on given results, and the binary at smoke size."""
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from experiments import polyak_report
+
+import binaries
 
 METHODS = ("sgdm", "polyak_sgd", "momo", "alr_smag", "alr_hb")
 LABELS = [polyak_report.LABELS[m] for m in METHODS]
@@ -84,9 +84,8 @@ def test_report_tables_and_plots(tmp_path):
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
     out = tmp_path_factory.mktemp("polyak")
-    subprocess.run([sys.executable, "-m", "experiments.polyak", f"--out={out}",
-                    "--studies=quadratic,digits", "--scale=0.02", "--seeds=1"],
-                   check=True, capture_output=True, text=True)
+    binaries.run_ok("experiments.polyak", f"--out={out}", "--studies=quadratic,digits",
+                    "--scale=0.02", "--seeds=1")
     return out, (out / "summary.md").read_text()
 
 

@@ -1,8 +1,5 @@
 """The weight-rescaling driver (experiments/rescaling.py) at smoke size."""
 
-import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -12,7 +9,8 @@ from experiments import rescaling
 from optim_lab import rundir
 from optim_lab.training import train
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+import binaries
+
 STEPS = 6
 
 
@@ -41,12 +39,9 @@ def test_monitor_only_tvr_logs_statistics_and_changes_nothing(root):
 
 def test_driver_writes_summary_plots_and_probes(root):
     out = root / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.rescaling", f"--workdir={root}",
-         f"--out={out}", "--size=tiny", f"--steps={STEPS}", "--seeds=1",
-         "--variants=a,c_i1_t1.0", "--eval_every=3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    binaries.run_ok("experiments.rescaling", f"--workdir={root}", f"--out={out}",
+                    "--size=tiny", f"--steps={STEPS}", "--seeds=1",
+                    "--variants=a,c_i1_t1.0", "--eval_every=3", timeout=1200)
     text = (out / "summary.md").read_text()
     assert (out / "std.png").stat().st_size > 10_000
     assert (out / "loss_activations.png").stat().st_size > 10_000

@@ -2,12 +2,12 @@
 
 import math
 import re
-import subprocess
-import sys
 
 import pytest
 
 from optim_lab import rundir
+
+import binaries
 
 STEPS = 100  # 10 logged gradient norms: enough left after trimming 2 at each end
 
@@ -25,10 +25,8 @@ def _mean(cell: str) -> float:
 
 def test_driver_smoke_tables_match_the_runs(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
-    subprocess.run(
-        [sys.executable, "-m", "experiments.schedules", f"--workdir={runs}", f"--out={out}",
-         "--problems=softmax_sgd", "--seeds=1", f"--steps={STEPS}", "--lrs=1"],
-        check=True, capture_output=True, text=True)
+    binaries.run_ok("experiments.schedules", f"--workdir={runs}", f"--out={out}",
+                    "--problems=softmax_sgd", "--seeds=1", f"--steps={STEPS}", "--lrs=1")
     text = (out / "summary.md").read_text()
     assert (out / "softmax_sgd.png").stat().st_size > 10_000
     assert f"(steps overridden: {STEPS})" in text
@@ -63,11 +61,9 @@ def test_driver_smoke_tables_match_the_runs(tmp_path):
 @pytest.mark.slow  # 5 schedules x 2-3 learning rates through the sweep engine
 def test_grid_is_extended_until_every_best_lr_is_interior(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
-    subprocess.run(
-        [sys.executable, "-m", "experiments.schedules", f"--workdir={runs}", f"--out={out}",
-         "--problems=softmax_sgd", "--seeds=1", f"--steps={STEPS}", "--lrs=0.3,1",
-         "--max_extensions=2"],
-        check=True, capture_output=True, text=True)
+    binaries.run_ok("experiments.schedules", f"--workdir={runs}", f"--out={out}",
+                    "--problems=softmax_sgd", "--seeds=1", f"--steps={STEPS}", "--lrs=0.3,1",
+                    "--max_extensions=2")
     text = (out / "summary.md").read_text()
     main, sweep = text.split("Seed-0 learning-rate sweep")
     grid = [float(x) for x in _row(sweep, "schedule")[1:]]

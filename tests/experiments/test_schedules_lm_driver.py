@@ -3,15 +3,14 @@
 import math
 import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 
 from experiments import schedules_lm
 from optim_lab import rundir
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+import binaries
+
 STEPS = 20  # 20 logged gradient norms (log_every = 1 below 200 steps)
 
 
@@ -21,12 +20,9 @@ def _cells(text: str, first: str) -> list[str]:
 
 
 def _driver(runs: pathlib.Path, out: pathlib.Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.schedules_lm", f"--workdir={runs}",
-         f"--out={out}", "--size=tiny", f"--steps={STEPS}", "--seeds=2",
-         "--lrs=0.003,0.03", "--max_extensions=1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    binaries.run_ok("experiments.schedules_lm", f"--workdir={runs}", f"--out={out}",
+                    "--size=tiny", f"--steps={STEPS}", "--seeds=2", "--lrs=0.003,0.03",
+                    "--max_extensions=1", timeout=1800)
 
 
 @pytest.mark.slow  # ~20 tiny runs in ~15 vmapped programs: minutes on 2 loaded cores

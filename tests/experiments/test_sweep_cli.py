@@ -1,7 +1,6 @@
 """The sweep and summarize binaries, run as a user runs them."""
 
 import json
-import pathlib
 import random
 import signal
 import subprocess
@@ -18,14 +17,14 @@ from optim_lab.training import checkpoint
 from optim_lab.training import plotting
 from optim_lab.training import train
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+import binaries
+
 TINY = ["--config=experiments/configs/grokking.py", "--config.data.modulus=11",
         "--config.model.hidden=(16,)", "--config.batch_size=16"]
 
 
 def _run(module, *args, timeout=600):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return binaries.run(module, *args, timeout=timeout)
 
 
 def _sweep_args(workdir, steps, *extra):
@@ -122,7 +121,7 @@ def test_kill9_sweep_resumes_exactly(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert _run("experiments.sweep", *args, f"--workdir={straight}").returncode == 0
     proc = subprocess.Popen([sys.executable, "-m", "experiments.sweep", *args,
-                             f"--workdir={killed}"], cwd=ROOT, stdout=subprocess.PIPE,
+                             f"--workdir={killed}"], cwd=binaries.ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     proc.stdout.readline()  # the plan line
     proc.stdout.readline()  # first progress line: compiled and stepping

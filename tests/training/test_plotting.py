@@ -1,8 +1,6 @@
 """Learning-curve plots from run directories, and the plot binary."""
 
 import json
-import subprocess
-import sys
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -10,7 +8,7 @@ import pytest
 
 from optim_lab.training import plotting
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+import binaries
 
 
 def _fake_run(path, scale):
@@ -45,10 +43,8 @@ def test_empty_run_is_an_error(tmp_path):
 def test_plot_binary(tmp_path):
     _fake_run(tmp_path / "a", 1.0)
     out = tmp_path / "curves.png"
-    res = subprocess.run([sys.executable, "-m", "experiments.plot",
-                          f"--workdirs={tmp_path / 'a'}", f"--out={out}", "--log_x"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
+    binaries.run_ok("experiments.plot", f"--workdirs={tmp_path / 'a'}", f"--out={out}",
+                    "--log_x", timeout=120)
     assert out.stat().st_size > 10_000
 
 
@@ -122,9 +118,6 @@ def test_plot_groups_writes_png(sweep_dir, tmp_path):
 
 def test_plot_binary_groups_a_sweep_directory(sweep_dir, tmp_path):
     out = tmp_path / "grouped.png"
-    res = subprocess.run([sys.executable, "-m", "experiments.plot",
-                          f"--workdirs={sweep_dir}", f"--out={out}", "--group_seeds",
-                          "--labels=a,b,c"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
+    binaries.run_ok("experiments.plot", f"--workdirs={sweep_dir}", f"--out={out}",
+                    "--group_seeds", "--labels=a,b,c", timeout=120)
     assert out.stat().st_size > 10_000
