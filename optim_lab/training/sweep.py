@@ -376,14 +376,15 @@ def _unwrap(jitted: Callable) -> Callable:
     return getattr(jitted, "__wrapped__", jitted)  # the traced body of a jax.jit
 
 
-def _rows_of_epoch(perm: jax.Array, source, seed, step, batch_size: int):
-    """:func:`~optim_lab.data.dataset.get_batch` given its epoch's permutation.
+def _rows_of_epochs(perm: tuple[jax.Array, jax.Array], source, seed, step, batch_size: int):
+    """:func:`~optim_lab.data.dataset.get_batch` given its block's permutations.
 
-    ``perm`` must be ``permutation(fold_in(key(seed), step // per_epoch), n)``,
-    the one ``get_batch`` computes: the batch is then the same rows.
+    ``perm = (perms, first)`` with ``perms = epoch_permutations(seed, first, k,
+    n)``, the permutations ``get_batch`` computes for the ``k`` epochs from
+    ``first``, one of which holds ``step``: the batch is then the same rows.
     """
     del seed  # in perm
-    return dataset_lib.batch_of_epoch(*source, perm, step, batch_size)
+    return dataset_lib.batch_of_epochs(*source, *perm, step, batch_size)
 
 
 class Program:
@@ -391,7 +392,8 @@ class Program:
 
     ``step(carry, source) -> (carry, metrics)`` with ``carry = (hp, perm,
     state)``: ``hp`` maps each traced field to a ``[members]`` array, ``perm``
-    holds the members' permutations of the current epoch (see below) and
+    holds the members' permutations of the current block of epochs (see
+    below) and
     ``state`` is the members' stacked :class:`TrainState` with one shared step
     counter; each metric is a ``[members]`` array, packed
     (:class:`~optim_lab.training.metrics.Packed`, few leaves to fetch;
@@ -405,10 +407,12 @@ class Program:
 
     Minibatches of an in-memory dataset: ``get_batch`` recomputes the epoch's
     permutation of the whole training set at every step (for a small model
-    most of a step's work). Here ``epoch_perms(seeds, epoch)`` computes it once
-    per epoch per member, on the device, with the same function, and the step
-    slices it (``perm``; None otherwise): the same batches. A call must then
-    stay within one epoch (:meth:`call_sizes`).
+    most of a step's work). Here ``epoch_perms(seeds, first)`` computes it once
+    per epoch per member, for a block of ``epochs`` epochs from ``first`` in
+    one program, with the same function, and the step slices it (``perm =
+    (perms, firsts)``; None otherwise): the same batches, as in
+    :class:`~optim_lab.training.train.Batches`. A call runs across epoch ends
+    and stays within one block (:meth:`call_sizes`).
 
     With a ``mesh`` (several devices, possibly of several processes), each
     member's batch is split over its ``"data"`` axis as in a single
@@ -419,13 +423,16 @@ class Program:
     """
 
     def __init__(self, config: ml_collections.ConfigDict, fn, data,
-                 fields: Sequence[str], mesh: jax.sharding.Mesh | None = None):
+                 fields: Sequence[str], mesh: jax.sharding.Mesh | None = None,
+                 epochs_per_block: int = train.EPOCHS_PER_BLOCK):
         self.fields, self.mesh = tuple(fields), mesh
         everywhere = parallel.replicated(mesh) if mesh is not None else None
         template, sampler = config.to_dict(), data.train_sampler()
         n = data.num_train
         self.per_epoch = (dataset_lib.steps_per_epoch(n, config.batch_size)
                           if data.sampler is None else 0)
+        self.epochs = k = train.block_epochs(config.steps_per_call, self.per_epoch,
+                                             epochs_per_block)
 
         def compiled(hp, sampler_fn):
             cfg = _with_values(template, hp)
@@ -439,7 +446,7 @@ class Program:
             return jax.lax.with_sharding_constraint(tree, everywhere)
 
         def one_step(hp, perm, state, source):
-            rows = sampler.fn if perm is None else functools.partial(_rows_of_epoch, perm)
+            rows = sampler.fn if perm is None else functools.partial(_rows_of_epochs, perm)
             return _unwrap(compiled(hp, rows)[0])(state, source)
 
         def one_eval(hp, params, model_state, data):
@@ -458,9 +465,10 @@ class Program:
             return replicated(jax.vmap(one_eval, in_axes=(0, 0, 0, None))(
                 hp, params, model_state, data))
 
-        def perms(seeds, epoch):
-            return replicated(jax.vmap(
-                lambda seed: dataset_lib.epoch_permutation(seed, epoch, n))(seeds))
+        def perms(seeds, first):
+            return replicated((jax.vmap(
+                lambda seed: dataset_lib.epoch_permutations(seed, first, k, n))(seeds),
+                jnp.full(seeds.shape, first, jnp.int32)))
 
         self._one_step = one_step
         self.step = jax.jit(step)
@@ -469,8 +477,8 @@ class Program:
         self.epoch_perms = jax.jit(perms) if self.per_epoch else None
 
     def call_sizes(self, start: int, config: ml_collections.ConfigDict) -> Iterator[int]:
-        """Steps per call from ``start``: the single run's calls, also cut at epochs."""
-        return train.epoch_call_sizes(start, config, self.per_epoch)
+        """Steps per call from ``start``: the single run's calls, also cut at blocks."""
+        return train.epoch_call_sizes(start, config, self.per_epoch * self.epochs)
 
     def probe(self, hp: Mapping[str, Any], state: TrainState, source) -> None:
         """Traces one member's step with ``hp`` traced (compiles nothing).
@@ -715,11 +723,11 @@ class Partition:
     def calls(self) -> Iterator[tuple[int, Any]]:
         """Runs the steps; yields ``(step reached, device metrics)`` per call."""
         c, p, s = self.config, self.program, self.start
-        perm, epoch = None, None
+        perm, block, per_block = None, None, p.per_epoch * p.epochs
         for n in p.call_sizes(self.start, c):
-            if p.per_epoch and s // p.per_epoch != epoch:
-                epoch = s // p.per_epoch
-                perm = p.epoch_perms(self.seeds, epoch)
+            if per_block and s // per_block != block:
+                block = s // per_block
+                perm = p.epoch_perms(self.seeds, np.int32(block * p.epochs))
             carry = (self.hp, perm, self.state)
             if c.steps_per_call > 1:
                 carry, metrics = p.many(carry, self.source, n)

@@ -358,6 +358,23 @@ def epoch_call_sizes(start: int, config: ml_collections.ConfigDict,
             s, n = s + m, n - m
 
 
+EPOCHS_PER_BLOCK = 16  # epochs whose permutations one program computes
+
+
+def block_epochs(steps_per_call: int, per_epoch: int,
+                 minimum: int = EPOCHS_PER_BLOCK) -> int:
+    """Epochs per block of permutations: ``minimum``, or enough that a full
+    call of ``steps_per_call`` steps fits in a block (0: no epochs).
+
+    Examples:
+        >>> block_epochs(10, 22), block_epochs(100, 3), block_epochs(10, 0)
+        (16, 34, 0)
+    """
+    if not per_epoch:
+        return 0
+    return max(minimum, -(-steps_per_call // per_epoch))
+
+
 class Batches:
     """Where each jitted call of a run takes its training batches from.
 
@@ -380,15 +397,13 @@ class Batches:
     """
 
     def __init__(self, config: ml_collections.ConfigDict, data: dataset_lib.Dataset,
-                 mesh=None, epochs_per_block: int = 16):
+                 mesh=None, epochs_per_block: int = EPOCHS_PER_BLOCK):
         sampler = data.train_sampler()
         self.config, self.mesh = config, mesh
         per_epoch = (dataset_lib.steps_per_epoch(data.num_train, config.batch_size)
                      if data.sampler is None else 0)
         self.per_epoch = per_epoch
-        # Enough epochs per block that a full call rarely needs cutting.
-        self.epochs = max(epochs_per_block, -(-config.steps_per_call // per_epoch)
-                          if per_epoch else 0)
+        self.epochs = block_epochs(config.steps_per_call, per_epoch, epochs_per_block)
         self.fn = dataset_lib.rows_of_epochs if per_epoch else sampler.fn
         self.source = parallel.replicate(sampler.source, mesh)
         seed, n, k = config.seed, data.num_train, self.epochs

@@ -267,25 +267,27 @@ def _template(member):
     return train.initial_state(fn, tx, member.config.seed)
 
 
-def test_epoch_permutations_give_get_batchs_batches():
+@pytest.mark.parametrize("block", [16, 2])
+def test_epoch_permutations_give_get_batchs_batches(block):
     members = _members()  # 48 training rows, batch 16: 3 steps per epoch
     data, fn, _, _ = train.setup(members[0].config)
-    program = sweep.Program(members[0].config, fn, data, ())
-    assert program.per_epoch == 3
+    program = sweep.Program(members[0].config, fn, data, (), epochs_per_block=block)
+    assert program.per_epoch == 3 and program.epochs == block
     seeds = jnp.asarray([0, 5], jnp.int32)
     x, y = data.train_sampler().source
     for step in range(8):
-        perms = program.epoch_perms(seeds, step // 3)
+        first = step // (3 * block) * block
+        perms, firsts = program.epoch_perms(seeds, np.int32(first))
         for i, seed in enumerate((0, 5)):
-            got = sweep._rows_of_epoch(perms[i], (x, y), None, step, 16)
+            got = sweep._rows_of_epochs((perms[i], firsts[i]), (x, y), None, step, 16)
             want = dataset.get_batch(x, y, seed, step, 16)
             for a, b in zip(got, want, strict=True):
                 np.testing.assert_array_equal(a, b)
     c = members[0].config
-    assert list(program.call_sizes(1, c)) == [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                               1, 1, 1, 1]
-    c.steps_per_call = 4  # log_every 5: calls of <= 4 steps, cut at logs and epochs
-    assert list(program.call_sizes(1, c)) == [2, 2, 1, 3, 1, 2, 2, 1, 3, 1, 1]
+    assert list(program.call_sizes(1, c)) == [1] * 19
+    c.steps_per_call = 4  # log_every 5: calls of <= 4 steps, cut at logs (and blocks)
+    assert list(program.call_sizes(1, c)) == (
+        [4, 4, 1, 4, 1, 4, 1] if block == 16 else [4, 1, 3, 1, 2, 2, 1, 3, 1, 1])
 
 
 def test_scanned_sweep_equals_the_stepped_one(swept, tmp_path):
