@@ -38,8 +38,11 @@ PAPER = "Paper (Fig. 1b): test passes 50 % near 45 k steps and reaches ≈ 97 % 
 
 
 def build_config(variant: str, seed: int | None, steps: int, loss_dtype: int,
-                 state_dtype: int):
-    """The long run's config for ``variant`` ("long" / "ref") and the flags."""
+                 state_dtype: int, gather: bool = False):
+    """The long run's config for ``variant`` ("long" / "ref") and the flags;
+    ``gather``: the MLP's first layer as a row gather of its two one-hot
+    inputs (``model.one_hot_groups = 2``: the same forward pass, a third fewer
+    FLOPs; its gradient sums in another order, so not the same trajectory)."""
     module = grokking_stablemax_long_ref if variant == "ref" else grokking_stablemax_long
     config = module.get_config()
     if seed is not None:
@@ -51,13 +54,16 @@ def build_config(variant: str, seed: int | None, steps: int, loss_dtype: int,
     config.loss_dtype = loss_dtype
     config.optimizer.state_dtype = state_dtype
     config.enable_x64 = loss_dtype == 64 or state_dtype == 64
+    if gather:
+        config.model.one_hot_groups = 2
     return config
 
 
-def run_name(variant: str, seed: int, loss_dtype: int, state_dtype: int) -> str:
+def run_name(variant: str, seed: int, loss_dtype: int, state_dtype: int,
+             gather: bool = False) -> str:
     name = "ref" if variant == "ref" else f"seed{seed}"
-    return name + ("_f32state" if state_dtype == 32 else "") + (
-        "_f32loss" if loss_dtype == 32 else "")
+    return name + ("_gather" if gather else "") + (
+        "_f32state" if state_dtype == 32 else "") + ("_f32loss" if loss_dtype == 32 else "")
 
 
 def _checkpoint_steps(workdir: pathlib.Path) -> list[int]:
@@ -182,6 +188,8 @@ TIMED = "_timed"  # run-name suffix: a rerun in one session on a quiet machine, 
 def label(name: str) -> str:
     if name.endswith(TIMED):
         return label(name[:-len(TIMED)]) + ", timed rerun (one session, quiet machine)"
+    if "_gather" in name:
+        return label(name.replace("_gather", "")) + ", first layer as a row gather"
     return {"ref": "reference start (seed 42 split + init)"}.get(
         name, name.replace("seed", "lab seed ").replace("_f32state", ", float32 state"))
 
@@ -192,6 +200,8 @@ def command_for(name: str, config: dict | None = None) -> str:
     m = re.match(r"seed(\d+)", name)
     if m:
         flags.append(f"--seed={m.group(1)}")
+    if "_gather" in name:
+        flags.append("--gather")
     if "_f32state" in name:
         flags.append("--state_dtype=32")
     if "_f32loss" in name:

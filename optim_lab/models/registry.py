@@ -18,9 +18,11 @@ from optim_lab.models import llama
 from optim_lab.models import mlp
 
 
-def _mlp(spec, rngs, *, hidden=(200, 200), use_bias=True, init="torch"):
+def _mlp(spec, rngs, *, hidden=(200, 200), use_bias=True, init="torch", one_hot_groups=0):
+    """``one_hot_groups=k``: the inputs are ``k`` concatenated one-hots (e.g. the
+    modular data's pair), and the first layer a row gather (:class:`mlp.MLP`)."""
     return mlp.MLP(spec.num_features, tuple(hidden), spec.num_classes,
-                   use_bias=use_bias, init=init, rngs=rngs)
+                   use_bias=use_bias, init=init, one_hot_groups=one_hot_groups, rngs=rngs)
 
 
 def _cnn(spec, rngs, *, channels=(16, 32, 32), pool_after=1, bn_momentum=0.9):

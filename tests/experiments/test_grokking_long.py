@@ -5,11 +5,14 @@ no training here."""
 import json
 import pathlib
 
+import jax
+import numpy as np
 import pytest
 
 from experiments import grokking_summary as summary
 from experiments.configs import grokking_stablemax_long
 from experiments.configs import grokking_stablemax_long_ref
+from optim_lab.training import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -45,6 +48,26 @@ def test_build_config_and_run_names():
         "--workdir=runs/stablemax_long/ref_timed --steps=52000")
     assert summary.label("ref_timed") == (
         "reference start (seed 42 split + init), timed rerun (one session, quiet machine)")
+    assert summary.run_name("ref", 42, 64, 64, gather=True) == "ref_gather"
+    assert summary.label("ref_gather_timed") == (
+        "reference start (seed 42 split + init), first layer as a row gather, timed rerun "
+        "(one session, quiet machine)")
+    assert summary.command_for("ref_gather_timed", {"steps": 56_000}) == (
+        "python -m benchmarks.grokking_stablemax_long --config=ref --gather "
+        "--workdir=runs/stablemax_long/ref_gather_timed --steps=56000")
+
+
+def test_gather_config_builds_the_same_function_with_the_reference_weights():
+    dense = summary.build_config("ref", None, 10, 64, 64)
+    gather = summary.build_config("ref", None, 10, 64, 64, gather=True)
+    assert gather.model.one_hot_groups == 2 and "one_hot_groups" not in dense.model
+    (data, fn_dense, _, _), (_, fn_gather, _, _) = train.setup(dense), train.setup(gather)
+    x = data.train_x[:64]
+    for a, b in zip(jax.tree.leaves(fn_dense.params), jax.tree.leaves(fn_gather.params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)  # both the reference's initial weights
+    run = lambda fn: fn.apply(fn.params, fn.model_state, x, False)[0]  # noqa: E731
+    np.testing.assert_array_equal(run(fn_dense), run(fn_gather))  # the forward is exact
 
 
 def test_goal_sentence_judges_the_timed_run():
