@@ -141,7 +141,7 @@ def vmapped_loop(config, chunk: int = 0, gather: bool = False):
                 window.append(metrics)
                 if s % config.log_every == 0:
                     host = jax.device_get(window)
-                    for i in range(len(host[0]["train/loss"])):
+                    for i in range(part.seeds.shape[0]):
                         metrics_lib.window_mean(sweep.member_rows(host, i), exclude=EXCLUDE)
                     window = []
         return _report.block([part.state for part in parts])

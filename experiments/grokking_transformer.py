@@ -50,6 +50,8 @@ flags.DEFINE_string("results", "results/grokking", "Where transformer.md / .png 
 flags.DEFINE_list("lrs", ["5e-3"], "Learning rates of the transformer runs.")
 flags.DEFINE_list("variants", ["orthograd_adamw", "adamw_wd1.5", "adamw"],
                   "Transformer optimizer variants (see the module docstring).")
+flags.DEFINE_list("extra", [], "More transformer runs beyond the --lrs x --variants grid, "
+                  "as VARIANT:LR (e.g. orthograd_adamw:1e-2).")
 flags.DEFINE_integer("steps", 500, "Full-batch steps per run.", lower_bound=1)
 flags.DEFINE_integer("eval_every", 20, "Evaluation interval (a multiple of 10).", lower_bound=10)
 flags.DEFINE_bool("mlp_anchor", True, "Also run the Fig. 6b MLP commands from the "
@@ -262,7 +264,7 @@ def plot(runs: Sequence[tuple[str, pathlib.Path]], anchors: Sequence[tuple[str, 
 
 def run_all(root, results, *, lrs: Sequence[float], variants: Sequence[str], steps: int,
             eval_every: int, mlp_anchor: bool, command: str, report_only: bool = False,
-            **model) -> tuple[list, list]:
+            extra: Sequence[tuple[str, float]] = (), **model) -> tuple[list, list]:
     root, results = pathlib.Path(root), pathlib.Path(results)
 
     def train_and_evaluate(config, workdir):
@@ -278,20 +280,39 @@ def run_all(root, results, *, lrs: Sequence[float], variants: Sequence[str], ste
             train_and_evaluate(mlp_anchor_config(name, ANCHOR_STEPS, eval_every), root / name)
             anchors.append(summarize(name, label, rundir.read_metrics(root / name)))
             anchor_curves.append((label, root / name))
-    for lr in lrs:
-        for variant in variants:
-            label = f"{VARIANTS[variant][0]}, lr {lr:g}"
-            name = run_name(variant, lr)
-            print(f"== transformer: {label}", flush=True)
-            config = transformer_config(variant, lr, steps, eval_every, **model)
-            train_and_evaluate(config, root / name)
-            row = summarize(name, label, rundir.read_metrics(root / name))
-            rows.append({**row, "lr": lr, "variant_label": VARIANTS[variant][0]})
-            curves.append((label, root / name))
+    for variant, lr in [*((v, lr) for lr in lrs for v in variants), *extra]:
+        label = f"{VARIANTS[variant][0]}, lr {lr:g}"
+        name = run_name(variant, lr)
+        print(f"== transformer: {label}", flush=True)
+        config = transformer_config(variant, lr, steps, eval_every, **model)
+        train_and_evaluate(config, root / name)
+        row = summarize(name, label, rundir.read_metrics(root / name))
+        rows.append({**row, "lr": lr, "variant_label": VARIANTS[variant][0]})
+        curves.append((label, root / name))
     results.mkdir(parents=True, exist_ok=True)
     (results / "transformer.md").write_text(render(rows, anchors, command))
     plot(curves, anchor_curves, results / "transformer.png")
     return rows, anchors
+
+
+def parse_extra(spec: str) -> tuple[str, float]:
+    """``VARIANT:LR`` of ``--extra`` -> ``(variant, lr)``.
+
+    Examples:
+        >>> parse_extra("orthograd_adamw:1e-2")
+        ('orthograd_adamw', 0.01)
+    """
+    variant, sep, lr = spec.partition(":")
+    if not sep or variant not in VARIANTS:
+        raise ValueError(f"--extra: {spec!r} is not VARIANT:LR with VARIANT one of "
+                         f"{', '.join(VARIANTS)}")
+    try:
+        value = float(lr)
+    except ValueError:
+        raise ValueError(f"--extra: {spec!r}: learning rate {lr!r} is not a number") from None
+    if not value > 0:
+        raise ValueError(f"--extra: {spec!r}: the learning rate must be > 0")
+    return variant, value
 
 
 def main(argv):
@@ -301,13 +322,15 @@ def main(argv):
         for v in FLAGS.variants:
             if v not in VARIANTS:
                 raise ValueError(f"--variants: unknown variant {v!r}; known: {', '.join(VARIANTS)}")
+        extra = [parse_extra(e) for e in FLAGS.extra]
         if FLAGS.eval_every % 10:
             raise ValueError(f"--eval_every must be a multiple of 10, got {FLAGS.eval_every}")
-    flags_used = [f"--lrs={','.join(FLAGS.lrs)}", f"--steps={FLAGS.steps}"]
+    flags_used = [f"--lrs={','.join(FLAGS.lrs)}", f"--steps={FLAGS.steps}"] + (
+        [f"--extra={','.join(FLAGS.extra)}"] if FLAGS.extra else [])
     command = "python -m experiments.grokking_transformer " + " ".join(flags_used)
     run_all(FLAGS.root, FLAGS.results, lrs=lrs, variants=FLAGS.variants, steps=FLAGS.steps,
             eval_every=FLAGS.eval_every, mlp_anchor=FLAGS.mlp_anchor and not FLAGS.modulus,
-            command=command, report_only=FLAGS.report_only, d_model=FLAGS.d_model,
+            command=command, report_only=FLAGS.report_only, extra=extra, d_model=FLAGS.d_model,
             ff_dim=FLAGS.ff_dim, modulus=FLAGS.modulus)
     print((pathlib.Path(FLAGS.results) / "transformer.md").read_text())
 

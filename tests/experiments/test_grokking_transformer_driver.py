@@ -124,3 +124,14 @@ def test_mlp_anchor_starts_from_the_reference_start():
     assert (data.train_x.shape[0], data.test_x.shape[0]) == (5107, 7662)
     np.testing.assert_array_equal(fn.params["layers"][0]["kernel"],
                                   start.params["layers"][0]["kernel"])
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("orthograd_adamw", "not VARIANT:LR"),
+    ("sgd:1e-2", "not VARIANT:LR"),
+    ("adamw:fast", "is not a number"),
+    ("adamw:-1e-3", "must be > 0"),
+])
+def test_extra_runs_are_checked(spec, match):
+    with pytest.raises(ValueError, match=match):
+        driver.parse_extra(spec)
