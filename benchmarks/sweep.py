@@ -149,8 +149,10 @@ def vmapped_loop(config, chunk: int = 0, gather: bool = False):
 
 
 def _lab_run(config, step, many, holder, calls, steps):
-    """``steps`` steps of one run's loop (``holder = [state, step reached]``)."""
-    window = []
+    """``steps`` steps of one run's loop (``holder = [state, step reached]``): a
+    window that ends with no evaluation or checkpoint is fetched after the next
+    call is dispatched, as ``train_and_evaluate`` does."""
+    window, pending = [], None
     done = 0
     while done < steps:
         n, source = next(calls)
@@ -160,9 +162,18 @@ def _lab_run(config, step, many, holder, calls, steps):
             holder[0], metrics = many(holder[0], source, n)
         window.append(metrics)
         done, holder[1] = done + n, holder[1] + n
-        if holder[1] % config.log_every == 0:
-            metrics_lib.window_mean(metrics_lib.fetch_window(window), exclude=EXCLUDE)
+        if pending is not None:
+            metrics_lib.window_mean(metrics_lib.fetch_window(pending), exclude=EXCLUDE)
+            pending = None
+        s = holder[1]
+        if s % config.log_every == 0:
+            if s % config.eval_every and s % config.checkpoint_every:
+                pending = window
+            else:
+                metrics_lib.window_mean(metrics_lib.fetch_window(window), exclude=EXCLUDE)
             window = []
+    if pending is not None:
+        metrics_lib.window_mean(metrics_lib.fetch_window(pending), exclude=EXCLUDE)
     return holder[0]
 
 
@@ -418,17 +429,18 @@ def _dispatch_note(digits, disp) -> str:
     return (
         "Where the time goes (CPU time of this process per step). Digits MLP: a lab step "
         f"costs {step_us:.0f} µs inside one `lax.scan` (no dispatch). Its batch is sliced "
-        f"from the epoch's permutation, computed once per epoch ({new_us:.0f} µs per "
-        "draw; `train.Batches`, the same batches as before); `dataset.get_batch`, which "
-        "recomputes the permutation of the 1 437 examples (threefry bits and a sort) "
-        f"every step, costs {old_us:.0f} µs per draw. Per step the single-run loops cost "
-        f"{k1_us:.0f} µs (steps_per_call=1), {k10_us:.0f} µs (steps_per_call=10, calls "
-        f"cut at epoch ends: 3 calls per 22-step epoch, 5 call sizes to compile), "
-        f"{bare_us:.0f} µs (bare, one dispatch per step) and {bare_old_us:.0f} µs (bare "
-        "with `get_batch`): what ten steps per call save is the per-call overhead "
-        "(dispatch of the state and metric pytrees, the host loop); what remains "
-        "against the bare loop is the lab step's own work (its metrics: gradient and "
-        "update norms, effective step sizes, the non-finite guard). The sweep's 8 "
+        f"from its epoch's permutation, computed once, 16 epochs per program "
+        f"({new_us:.0f} µs per draw; `train.Batches`, the same batches as before); "
+        "`dataset.get_batch`, which recomputes the permutation of the 1 437 examples "
+        f"(threefry bits and a sort) every step, costs {old_us:.0f} µs per draw. Per step "
+        f"the single-run loops cost {k1_us:.0f} µs (steps_per_call=1), {k10_us:.0f} µs "
+        "(steps_per_call=10: calls of 10 across epoch ends, each a log window; a window's "
+        "metrics packed into one array per dtype and fetched after the next call is "
+        f"dispatched), {bare_us:.0f} µs (bare, one dispatch per step) and "
+        f"{bare_old_us:.0f} µs (bare with `get_batch`): what ten steps per call save is "
+        "the per-call overhead (dispatch of the state and metric pytrees, the host loop); "
+        "what remains against the bare loop is the lab step's own work (its metrics: "
+        "gradient and update norms, effective step sizes, the non-finite guard). The sweep's 8 "
         f"members in one call: {vm_us:.0f} µs per member-step against {seq_us:.0f} µs "
         "one run after another.")
 

@@ -293,11 +293,17 @@ def compile_steps(config, fn, loss_fn, tx, post_step=(), mesh=None, sampler_fn=N
     def evaluate_sharded(params, model_state, data):
         return evaluate(params, model_state, parallel.shard_batch(data, mesh))
 
-    # Donating the state saves device memory on accelerators; on XLA:CPU it
-    # measured ~5 % slower (the NaN guard and metrics keep the old state live,
-    # so donation only adds copies): benchmarks/train_step.py.
-    donate = () if jax.default_backend() == "cpu" else (0,)
-    return jax.jit(train, donate_argnums=donate), jax.jit(evaluate_sharded)
+    return jax.jit(train, donate_argnums=donated()), jax.jit(evaluate_sharded)
+
+
+def donated() -> tuple[int, ...]:
+    """The jitted steps' donated arguments: the state, except on XLA:CPU.
+
+    Donating the state saves device memory on accelerators; on XLA:CPU it
+    measured ~5 % slower (the NaN guard and metrics keep the old state live,
+    so donation only adds copies): benchmarks/train_step.py.
+    """
+    return () if jax.default_backend() == "cpu" else (0,)
 
 
 def _rows(source, seed, step, batch_size):
@@ -316,8 +322,7 @@ def scan_steps(train_step: Callable) -> Callable:
     def many(state, train_xy, n):
         return jax.lax.scan(lambda st, _: fn(st, train_xy), state, None, length=n)
 
-    donate = () if jax.default_backend() == "cpu" else (0,)
-    return jax.jit(many, static_argnums=2, donate_argnums=donate)
+    return jax.jit(many, static_argnums=2, donate_argnums=donated())
 
 
 def call_sizes(start: int, steps: int, per_call: int, log_every: int) -> Iterator[int]:
@@ -592,40 +597,57 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
             (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
         reporter = metrics_lib.Progress(config.steps, start) if progress and lead else None
         divergence = Divergence(config.max_nonfinite_steps)
-        record: dict[str, float] = {}
-        def evaluate():
+        def evaluate(at: TrainState) -> dict[str, float]:
             return with_bits_per_byte(config, metrics_lib.to_host(
-                eval_step(state.params, state.model_state, eval_data)))
+                eval_step(at.params, at.model_state, eval_data)))
 
+        def close_window(s, window, first, at, last) -> dict[str, float]:
+            """Logs the window of steps ``first..s`` (state ``at`` after step
+            ``s``): averages, evaluation, checkpoint; stops on divergence."""
+            host = metrics_lib.fetch_window(window)
+            diverged = divergence.update(first, host)
+            record = metrics_lib.window_mean(host, exclude=(step_lib.NONFINITE_CODE,))
+            if s % config.eval_every == 0 or last:
+                record.update(evaluate(at))
+            parallel.agree(functools.partial(writer.write, s, record), lead_only=True)
+            if reporter:
+                reporter.report(s, record, divergence.rejected)
+            if s % config.checkpoint_every == 0 or last or diverged:
+                save_checkpoint(mngr, at, s)
+            if diverged:
+                raise Diverged(divergence.message(s))
+            return record
+
+        record: dict[str, float] = {}
         if start == 0:
-            record = evaluate()
+            record = evaluate(state)
             parallel.agree(lambda: writer.write(0, record), lead_only=True)
         many = scan_steps(train_step) if config.steps_per_call > 1 else None
-        window, window_start, s = [], start + 1, start
+        # A window that ends with no evaluation or checkpoint is closed after
+        # the next call is dispatched, so its fetch and host work overlap that
+        # call's computation; records are written in the same order. Only
+        # when the state is not donated: the window's own state must stay
+        # valid (a divergence checkpoints it).
+        overlap = not donated()
+        window, window_start, s, pending = [], start + 1, start, None
         for n, source in batches.calls(start):
             if many is None:
                 state, step_metrics = train_step(state, source)
-                window.append(step_metrics)
             else:
-                state, stacked = many(state, source, n)
-                window.append(stacked)
+                state, step_metrics = many(state, source, n)
+            window.append(step_metrics)
             s += n
+            if pending is not None:
+                record, pending = close_window(*pending), None
             last = s == config.steps
-            diverged = False
             if s % config.log_every == 0 or last:
-                host = metrics_lib.fetch_window(window)
-                diverged = divergence.update(window_start, host)
-                record = metrics_lib.window_mean(host, exclude=(step_lib.NONFINITE_CODE,))
+                closing = (s, window, window_start, state, last)
                 window, window_start = [], s + 1
-                if s % config.eval_every == 0 or last:
-                    record.update(evaluate())
-                parallel.agree(functools.partial(writer.write, s, record), lead_only=True)
-                if reporter:
-                    reporter.report(s, record, divergence.rejected)
-            if s % config.checkpoint_every == 0 or last or diverged:
-                save_checkpoint(mngr, state, s)
-            if diverged:
-                raise Diverged(divergence.message(s))
+                if (overlap and not last and s % config.eval_every
+                        and s % config.checkpoint_every):
+                    pending = closing
+                else:
+                    record = close_window(*closing)
     finally:
         writer.close()
         mngr.close()
