@@ -179,8 +179,11 @@ def test_lock_of_a_killed_process_never_blocks(tmp_path):
 
 # -- divergence --------------------------------------------------------------------
 
-def test_diverging_run_stops_with_checkpoint(tmp_path, capsys):
-    cfg = tiny_config(steps=100, log_every=5, eval_every=10, checkpoint_every=50,
+# eval_every 10: the window ending at step 10 is closed at once; 50: only after
+# the next call is dispatched (host work overlapped), with the same outcome.
+@pytest.mark.parametrize("eval_every", [10, 50])
+def test_diverging_run_stops_with_checkpoint(tmp_path, capsys, eval_every):
+    cfg = tiny_config(steps=100, log_every=5, eval_every=eval_every, checkpoint_every=50,
                       max_nonfinite_steps=7, **{"optimizer.name": "sgd",
                                                 "optimizer.learning_rate": 1e12})
     cfg.optimizer.weight_decay = None
