@@ -21,10 +21,10 @@ therefore does::
 For minibatches of rows, ``get_batch`` computes the epoch's permutation of the
 whole training set at every step; the training loop instead computes it once
 per epoch (:func:`epoch_permutation`) and slices it per step
-(:func:`batch_of_epoch`, the sampler function :func:`rows_of_epoch`; across an
-block of epochs :func:`epoch_permutations`, :func:`batch_of_epochs`,
-:func:`rows_of_epochs`): the same batches,
-bit for bit (``training.train.Batches``).
+(:func:`batch_of_epoch`); for a block of epochs at once
+(:func:`epoch_permutations`, :func:`batch_of_epochs`, the sampler function
+:func:`rows_of_epochs`): the same batches, bit for bit
+(``training.train.Batches``).
 """
 
 from __future__ import annotations
@@ -129,9 +129,8 @@ def batch_of_epoch(x: jax.Array, y: jax.Array, perm: jax.Array, step: jax.Array,
     batch_size), n)`` this is :func:`get_batch`'s batch, without recomputing
     the permutation: a loop computes it once per epoch and passes it in.
     """
-    pos = step % (x.shape[0] // batch_size)
-    idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
-    return x[idx], y[idx]
+    epoch = step // (x.shape[0] // batch_size)
+    return batch_of_epochs(x, y, perm[None], epoch, step, batch_size)
 
 
 def get_batch(x: jax.Array, y: jax.Array, seed: int, step: jax.Array,
@@ -149,13 +148,6 @@ def get_batch(x: jax.Array, y: jax.Array, seed: int, step: jax.Array,
         return x, y
     perm = epoch_permutation(seed, step // per_epoch, n)
     return batch_of_epoch(x, y, perm, step, batch_size)
-
-
-def rows_of_epoch(source, seed, step, batch_size):
-    """A :class:`Sampler` function on ``source = (x, y, perm)``: the rows of
-    :func:`batch_of_epoch` (``seed`` is already in ``perm``)."""
-    del seed
-    return batch_of_epoch(*source, step, batch_size)
 
 
 def epoch_permutations(seed: int | jax.Array, first_epoch: int | jax.Array,

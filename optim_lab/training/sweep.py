@@ -723,11 +723,12 @@ class Partition:
     def calls(self) -> Iterator[tuple[int, Any]]:
         """Runs the steps; yields ``(step reached, device metrics)`` per call."""
         c, p, s = self.config, self.program, self.start
-        perm, block, per_block = None, None, p.per_epoch * p.epochs
-        for n in p.call_sizes(self.start, c):
-            if per_block and s // per_block != block:
-                block = s // per_block
-                perm = p.epoch_perms(self.seeds, np.int32(block * p.epochs))
+
+        def block_perms(block: int):
+            return p.epoch_perms(self.seeds, np.int32(block * p.epochs))
+
+        for n, perm in train.calls_by_block(s, p.call_sizes(s, c), p.per_epoch * p.epochs,
+                                            block_perms):
             carry = (self.hp, perm, self.state)
             if c.steps_per_call > 1:
                 carry, metrics = p.many(carry, self.source, n)

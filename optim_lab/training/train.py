@@ -33,6 +33,7 @@ import math
 import pathlib
 import sys
 from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -380,6 +381,21 @@ def block_epochs(steps_per_call: int, per_epoch: int,
     return max(minimum, -(-steps_per_call // per_epoch))
 
 
+def calls_by_block(start: int, sizes: Iterable[int], per_block: int,
+                   source_of: Callable[[int], Any], default: Any = None
+                   ) -> Iterator[tuple[int, Any]]:
+    """``(steps, source)`` of each call of ``sizes`` from ``start``:
+    ``source_of(block)`` for calls in block ``step // per_block``, computed
+    once per block (``per_block`` 0: every call gets ``default``)."""
+    s, block, source = start, None, default
+    for n in sizes:
+        if per_block and s // per_block != block:
+            block = s // per_block
+            source = source_of(block)
+        yield n, source
+        s += n
+
+
 class Batches:
     """Where each jitted call of a run takes its training batches from.
 
@@ -427,14 +443,8 @@ class Batches:
 
     def calls(self, start: int) -> Iterator[tuple[int, Any]]:
         """``(steps, source)`` of each call from ``start`` to ``config.steps``."""
-        s, block, source = start, None, self.source
-        per_block = self.per_epoch * self.epochs
-        for n in self.call_sizes(start):
-            if per_block and s // per_block != block:
-                block = s // per_block
-                source = self.block_source(block)
-            yield n, source
-            s += n
+        return calls_by_block(start, self.call_sizes(start), self.per_epoch * self.epochs,
+                              self.block_source, self.source)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,

@@ -33,5 +33,5 @@ def test_batch_of_epoch_is_get_batch_given_the_epochs_permutation():
             for a, b in zip(got, want, strict=True):
                 np.testing.assert_array_equal(a, b)
             assert got[1].shape == (6,)
-    got = dataset.rows_of_epoch((x, y, perm), None, jnp.int32(6), 6)
+    got = dataset.rows_of_epochs((x, y, perm[None], jnp.int32(2)), None, jnp.int32(6), 6)
     np.testing.assert_array_equal(got[1], get_batch(x, y, 3, jnp.int32(6), 6)[1])
