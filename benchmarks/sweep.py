@@ -34,7 +34,6 @@ Writes the "sweep" section of ``results/benchmarks.md``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
 import resource
@@ -77,17 +76,22 @@ LRS = (1e-3, 2e-3, 5e-3, 1e-2)
 EXCLUDE = (step_lib.NONFINITE_CODE,)
 
 
+def _timing(c):
+    """``c`` for timing the training loop: long enough never to end, with no
+    evaluation or checkpoint inside the timed steps (every log window closes
+    after the next call is dispatched, as between evaluations of a real run)."""
+    c.steps = c.eval_every = c.checkpoint_every = 10**6
+    return c
+
+
 def digits_config():
     c = fadam_digits.get_config()
     c.optimizer.name = "adamw"
-    c.steps = 10**6  # never reached: schedules and sizes as in a long run
-    return c
+    return _timing(c)
 
 
 def grokking_config():
-    c = grokking.get_config()
-    c.steps = 10**6
-    return c
+    return _timing(grokking.get_config())
 
 
 def _members(config):
@@ -120,89 +124,103 @@ def _single(config, gather: bool = False):
     return step, train.initial_state(fn, tx, config.seed), batches.calls(0)
 
 
+class _Loop:
+    """A run's loop from ``calls`` (``(step reached, metrics, state)`` per call)
+    as the lab runs it: its log windows (``train.log_windows``) closed by
+    ``close``. ``run(steps)`` closes windows until ``steps`` more steps are
+    logged and returns the newest state (blocked on)."""
+
+    def __init__(self, config, calls, close):
+        self.logged, self.latest, self.close = 0, None, close
+
+        def tracked():
+            for s, metrics, state in calls:
+                self.latest = state
+                yield s, metrics, state
+        self.windows = train.log_windows(tracked(), config, 0, overlap=not train.donated())
+
+    def run(self, steps):
+        target = self.logged + steps
+        while self.logged < target:
+            w = next(self.windows)
+            self.close(w)
+            self.logged = w.step
+        return _report.block(self.latest)
+
+
 def vmapped_loop(config, chunk: int = 0, gather: bool = False):
     """``run(steps) -> states``: the sweep's program over the 8 members, in
-    chunks of ``chunk`` members run in turn (0: all at once)."""
+    chunks of ``chunk`` members run in turn (0: all at once), each window closed
+    by ``sweep.close_window`` (with writers that write nothing)."""
     members = _members(config)
     (group,) = sweep.group(members)
     data, fn, _, _ = _setup(config, gather)
     program = sweep.Program(config, fn, data, group.traced)
-    parts = [sweep.Partition(program, [m.config for m in part],
-                             [_single(m.config, gather)[1] for m in part], data, 0,
-                             len(part))
-             for part in sweep.chunks(members, chunk)]
-    calls = [part.calls() for part in parts]  # steps_per_call=1: one step per call
+    loops = []
+    for part in sweep.chunks(members, chunk):
+        p = sweep.Partition(program, [m.config for m in part],
+                            [_single(m.config, gather)[1] for m in part], data, 0, len(part))
+        slots = [sweep.Slot(m, None, metrics_lib.NullWriter(), None,
+                            train.Divergence(m.config.max_nonfinite_steps)) for m in part]
+        loops.append((p, _Loop(config, p.calls(), lambda w, p=p, slots=slots:
+                                   sweep.close_window(p, slots, w))))
 
     def run(steps):
-        for part, steps_of in zip(parts, calls):
-            window = []
-            for _ in range(steps):
-                s, metrics = next(steps_of)
-                window.append(metrics)
-                if s % config.log_every == 0:
-                    host = jax.device_get(window)
-                    for i in range(part.seeds.shape[0]):
-                        metrics_lib.window_mean(sweep.member_rows(host, i), exclude=EXCLUDE)
-                    window = []
-        return _report.block([part.state for part in parts])
-    return run, program, parts[0]
+        return [loop.run(steps) for _, loop in loops]
+    return _warm(run, config), program, loops[0][0]
 
 
-def _lab_run(config, step, many, holder, calls, steps):
-    """``steps`` steps of one run's loop (``holder = [state, step reached]``): a
-    window that ends with no evaluation or checkpoint is fetched after the next
-    call is dispatched, as ``train_and_evaluate`` does."""
-    window, pending = [], None
-    done = 0
-    while done < steps:
-        n, source = next(calls)
-        if many is None:
-            holder[0], metrics = step(holder[0], source)
-        else:
-            holder[0], metrics = many(holder[0], source, n)
-        window.append(metrics)
-        done, holder[1] = done + n, holder[1] + n
-        if pending is not None:
-            metrics_lib.window_mean(metrics_lib.fetch_window(pending), exclude=EXCLUDE)
-            pending = None
-        s = holder[1]
-        if s % config.log_every == 0:
-            if s % config.eval_every and s % config.checkpoint_every:
-                pending = window
-            else:
-                metrics_lib.window_mean(metrics_lib.fetch_window(window), exclude=EXCLUDE)
-            window = []
-    if pending is not None:
-        metrics_lib.window_mean(metrics_lib.fetch_window(pending), exclude=EXCLUDE)
-    return holder[0]
+def _lab_loop(config, step, state, calls) -> _Loop:
+    """One run's loop (``train_and_evaluate``'s minus file writes)."""
+    divergence = train.Divergence(config.max_nonfinite_steps)
+    many = train.scan_steps(step) if config.steps_per_call > 1 else None
+
+    def run_calls():
+        s, at = 0, state
+        for n, source in calls:
+            at, metrics = step(at, source) if many is None else many(at, source, n)
+            s += n
+            yield s, metrics, at
+
+    def close(w):
+        columns = metrics_lib.fetch_columns(w.metrics)
+        divergence.update(w.first, columns)
+        metrics_lib.column_means(columns, exclude=EXCLUDE)
+    return _Loop(config, run_calls(), close)
 
 
 def sequential_loop(config, gather: bool = False):
     """``run(steps) -> states``: the same 8 members, one single run after another."""
-    runs = []
-    for m in _members(config):
-        step, state, calls = _single(m.config, gather)
-        runs.append((m.config, step, [state, 0], calls))
+    loops = [_lab_loop(m.config, *_single(m.config, gather)) for m in _members(config)]
 
     def run(steps):
-        return _report.block([_lab_run(c, step, None, holder, calls, steps)
-                              for c, step, holder, calls in runs])
+        return [loop.run(steps) for loop in loops]
+    return _warm(run, config)
+
+
+def _warm(run, config):
+    """Runs every call size once before timing (scanned calls are compiled per
+    size): calls are cut at log steps and at the ends of blocks of epochs, so
+    the first block and one more window hold every size, as in a real run."""
+    if config.steps_per_call > 1:
+        data = train.setup(config)[0]
+        per_epoch = dataset_lib.steps_per_epoch(data.num_train, config.batch_size)
+        run(per_epoch * train.block_epochs(config.steps_per_call, per_epoch)
+            + config.log_every)
     return run
+
+
+def with_calls(config, per_call):
+    """``config`` with ``steps_per_call=per_call``."""
+    config = config.copy_and_resolve_references()
+    config.steps_per_call = per_call
+    return config
 
 
 def lab_loop(config, per_call):
     """``run(steps) -> state``: one run's loop, ``per_call`` steps per dispatch."""
-    config = config.copy_and_resolve_references()
-    config.steps_per_call = per_call
-    step, state, calls = _single(config)
-    many = train.scan_steps(step) if per_call > 1 else None
-    holder = [state, 0]
-    # Compile every call size before timing: the sizes repeat with the period
-    # lcm(log_every, steps per epoch), as in a real run's first epochs.
-    data = train.setup(config)[0]
-    per_epoch = dataset_lib.steps_per_epoch(data.num_train, config.batch_size) or 1
-    _lab_run(config, step, many, holder, calls, math.lcm(config.log_every, per_epoch))
-    return lambda steps: _report.block(_lab_run(config, step, many, holder, calls, steps))
+    config = with_calls(config, per_call)
+    return _warm(_lab_loop(config, *_single(config)).run, config)
 
 
 def bare_loop(config, per_epoch_permutation: bool = True):
@@ -290,9 +308,9 @@ def measure_vmap(config, steps, repeats, chunks=(), gather=False,
     fns = {k: (lambda f=f: f(steps)) for k, f in loops.items()}
     if scan:
         perm = program.epoch_perms(part.seeds, np.int32(0)) if program.per_epoch else None
-        carry = (part.hp, perm, part.state)
+        inputs = (part.hp, perm, part.source)
         fns["vmapped_scan"] = lambda: _report.block(
-            program.many(carry, part.source, steps)[0][2])
+            program.many(part.state, inputs, steps)[0])
     return _timed(fns, repeats, len(SEEDS) * len(LRS) * steps)
 
 
@@ -375,7 +393,7 @@ def step_costs(config) -> dict[str, float]:
     """XLA's cost and memory analysis of one member's step, single-run and vmapped:
     FLOPs, bytes accessed (vmapped: per member), temporary buffer bytes per call."""
     _, program, part = vmapped_loop(config)
-    vm = program.step.lower((part.hp, None, part.state), part.source).compile()
+    vm = program.step.lower(part.state, (part.hp, None, part.source)).compile()
     step, state, calls = _single(config)
     one = step.lower(state, next(calls)[1]).compile()
     k = len(SEEDS) * len(LRS)

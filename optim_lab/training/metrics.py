@@ -63,6 +63,36 @@ def unpack(p: Packed) -> dict[str, np.ndarray]:
     return {k: columns[k] for k in p.order}
 
 
+def fetch_columns(window: Iterable[Mapping[str, jax.Array] | Packed],
+                  step_ndim: int = 0) -> dict[str, np.ndarray]:
+    """Fetches a window of device metrics in one host transfer, by key.
+
+    Args:
+        window: Each entry one step's metrics, or several steps' stacked along
+            a leading axis (a scanned call), as a dict or :class:`Packed`.
+        step_ndim: The rank of one step's value of a metric (0: scalars; 1: a
+            sweep's ``[members]``); an entry of higher rank holds several steps.
+
+    Returns:
+        Per key (in the entries' key order), its float64 values with the
+        window's steps along axis 0, followed by the ``step_ndim`` axes.
+    """
+    parts: dict[str, list[np.ndarray]] = {}
+    for m in jax.device_get(list(window)):
+        if isinstance(m, Packed):
+            m = unpack(m)
+        for k, v in m.items():
+            v = np.asarray(v, np.float64)
+            parts.setdefault(k, []).append(v[None] if v.ndim == step_ndim else v)
+    return {k: np.concatenate(vs) for k, vs in parts.items()}
+
+
+def rows(columns: Mapping[str, np.ndarray]) -> list[dict[str, float]]:
+    """One dict of Python floats per step of 1-D ``columns`` (steps along axis 0)."""
+    lists = [np.asarray(v).tolist() for v in columns.values()]
+    return [dict(zip(columns, row)) for row in zip(*lists)]
+
+
 def fetch_window(window: Iterable[Mapping[str, jax.Array] | Packed]
                  ) -> list[dict[str, float]]:
     """Fetches a window of device metric dicts in one host transfer, one per step.
@@ -71,16 +101,22 @@ def fetch_window(window: Iterable[Mapping[str, jax.Array] | Packed]
     along a leading axis (a scanned call), as a dict or :class:`Packed`; all
     come back as one dict per step.
     """
-    out = []
-    for m in jax.device_get(list(window)):
-        if isinstance(m, Packed):
-            m = unpack(m)
-        rows = np.ndim(next(iter(m.values()))) if m else 0
-        if rows == 0:
-            out.append({k: float(v) for k, v in m.items()})
-        else:
-            columns = {k: np.asarray(v, np.float64).tolist() for k, v in m.items()}
-            out.extend(dict(zip(columns, row)) for row in zip(*columns.values()))
+    return rows(fetch_columns(window))
+
+
+def column_means(columns: Mapping[str, np.ndarray], exclude: Sequence[str] = ()
+                 ) -> dict[str, np.ndarray]:
+    """Each key's float64 mean over the steps (axis 0), per trailing index.
+
+    Every mean is bit for bit ``np.mean`` of that key's 1-D values at that
+    index: the steps are moved to the last, contiguous axis, where NumPy sums
+    pairwise as for a 1-D array (a sum along axis 0 would add row by row).
+    """
+    out = {}
+    for k, v in columns.items():
+        if k not in exclude:
+            v = np.ascontiguousarray(np.moveaxis(np.asarray(v, np.float64), 0, -1))
+            out[k] = np.mean(v, axis=-1)
     return out
 
 
@@ -90,11 +126,8 @@ def window_mean(host: Iterable[Mapping[str, float]],
     host = list(host)
     if not host:
         return {}
-    keys = [k for k in host[0] if k not in exclude]
-    # One row per key, reduced along its contiguous axis: each row's mean is
-    # np.mean of that key's 1-D values (the same pairwise sum), bit for bit.
-    table = np.array([[m[k] for m in host] for k in keys], np.float64)
-    return dict(zip(keys, np.mean(table, axis=1).tolist()))
+    columns = {k: np.array([m[k] for m in host], np.float64) for k in host[0]}
+    return {k: float(v) for k, v in column_means(columns, exclude).items()}
 
 
 def to_host(metrics: Mapping[str, jax.Array]) -> dict[str, float]:

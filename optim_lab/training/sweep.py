@@ -93,8 +93,9 @@ from optim_lab.training.errors import Diverged
 from optim_lab.training.state import TrainState
 
 __all__ = ["Axis", "Member", "Group", "Program", "Partition", "parse_axis", "parse_axes",
-           "member_name", "expand", "traceable", "group", "plan", "run", "chunks",
-           "hp_arrays", "stack_states", "member_rows"]
+           "member_name", "expand", "traceable", "group", "plan", "run", "chunks", "Slot",
+           "close_window",
+           "hp_arrays", "stack_states", "member_windows", "member_columns"]
 
 SEED = "seed"
 TRACEABLE_SECTIONS = ("optimizer.", "schedule.", "rescaling.")
@@ -390,15 +391,16 @@ def _rows_of_epochs(perm: tuple[jax.Array, jax.Array], source, seed, step, batch
 class Program:
     """The jitted, vmapped train and eval steps of one group.
 
-    ``step(carry, source) -> (carry, metrics)`` with ``carry = (hp, perm,
-    state)``: ``hp`` maps each traced field to a ``[members]`` array, ``perm``
-    holds the members' permutations of the current block of epochs (see
-    below) and
-    ``state`` is the members' stacked :class:`TrainState` with one shared step
-    counter; each metric is a ``[members]`` array, packed
+    ``step(state, (hp, perm, source)) -> (state, metrics)``: ``state`` is
+    the members' stacked :class:`TrainState` with one shared step counter,
+    ``hp`` maps each traced field to a ``[members]`` array, ``perm`` holds
+    the members' permutations of the current block of epochs (see below);
+    each metric is a ``[members]`` array, packed
     (:class:`~optim_lab.training.metrics.Packed`, few leaves to fetch;
-    :func:`member_rows` unpacks a member's). ``many(carry, source, n)``
-    runs ``n`` steps in one ``lax.scan`` (metrics ``[n, members]``);
+    :func:`member_windows` fetches a window). Only the state is carried:
+    ``hp`` and ``perm`` are inputs, never copied to outputs.
+    ``many(state, (hp, perm, source), n)`` runs ``n`` steps in one
+    ``lax.scan`` (metrics ``[n, members]``);
     ``evaluate(hp, params, model_state, data)`` the members' evaluations.
 
     Each member's step is the single run's: its config is rebuilt with the
@@ -455,11 +457,10 @@ class Program:
         vstep = jax.vmap(one_step, in_axes=(0, 0, _STATE_AXES, None),
                          out_axes=(_STATE_AXES, 0))
 
-        def step(carry, source):
-            hp, perm, state = carry
+        def step(state, inputs):
+            hp, perm, source = inputs
             state, metrics = vstep(hp, perm, state, source)
-            state, metrics = replicated((state, metrics_lib.pack(metrics)))
-            return (hp, perm, state), metrics
+            return replicated((state, metrics_lib.pack(metrics)))
 
         def evaluate(hp, params, model_state, data):
             return replicated(jax.vmap(one_eval, in_axes=(0, 0, 0, None))(
@@ -656,7 +657,7 @@ def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
 
 
 @dataclasses.dataclass
-class _Slot:
+class Slot:
     """A running member: its directory, files, divergence counter and record."""
     member: Member
     dir: pathlib.Path
@@ -687,10 +688,25 @@ def _member_states(state: TrainState, which: Sequence[int],
     return {i: parallel.replicate(member, mesh) for i, member in out.items()}
 
 
-def member_rows(host: Sequence[metrics_lib.Packed], i: int) -> list[dict[str, float]]:
-    """Member ``i``'s per-step metrics from a fetched window of vmapped metrics."""
-    return metrics_lib.fetch_window([{k: v[..., i] for k, v in metrics_lib.unpack(m).items()}
-                                     for m in host])
+def member_windows(window: Sequence[metrics_lib.Packed]
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A log window of vmapped metrics, fetched in one transfer.
+
+    Returns:
+        ``(columns, means)``: per metric, its float64 values ``[steps,
+        members]``, and each member's window mean ``[members]`` (bit for bit
+        :func:`~optim_lab.training.metrics.window_mean` of that member's
+        values; the non-finite code is not averaged).
+    """
+    columns = metrics_lib.fetch_columns(window, step_ndim=1)
+    return columns, metrics_lib.column_means(columns, exclude=(step_lib.NONFINITE_CODE,))
+
+
+def member_columns(columns: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    """Member ``i``'s per-step values (1-D, as a single run's
+    :func:`~optim_lab.training.metrics.fetch_columns`) from
+    :func:`member_windows`'s columns."""
+    return {k: v[:, i] for k, v in columns.items()}
 
 
 class Partition:
@@ -716,12 +732,15 @@ class Partition:
         self.eval_data = parallel.replicate(
             (data.train_x, data.train_y, data.test_x, data.test_y), mesh)
 
-    def evaluate(self) -> dict[str, np.ndarray]:
+    def evaluate(self, state: TrainState | None = None) -> dict[str, np.ndarray]:
+        """The members' evaluation of ``state`` (default: the current state)."""
+        state = self.state if state is None else state
         return jax.device_get(self.program.evaluate(
-            self.hp, self.state.params, self.state.model_state, self.eval_data))
+            self.hp, state.params, state.model_state, self.eval_data))
 
-    def calls(self) -> Iterator[tuple[int, Any]]:
-        """Runs the steps; yields ``(step reached, device metrics)`` per call."""
+    def calls(self) -> Iterator[tuple[int, Any, TrainState]]:
+        """Runs the steps; yields ``(step reached, device metrics, stacked
+        state)`` per call (the calls of :func:`~optim_lab.training.train.log_windows`)."""
         c, p, s = self.config, self.program, self.start
 
         def block_perms(block: int):
@@ -729,23 +748,25 @@ class Partition:
 
         for n, perm in train.calls_by_block(s, p.call_sizes(s, c), p.per_epoch * p.epochs,
                                             block_perms):
-            carry = (self.hp, perm, self.state)
+            inputs = (self.hp, perm, self.source)
             if c.steps_per_call > 1:
-                carry, metrics = p.many(carry, self.source, n)
+                self.state, metrics = p.many(self.state, inputs, n)
             else:
-                carry, metrics = p.step(carry, self.source)
-            self.state, s = carry[2], s + n
-            yield s, metrics
+                self.state, metrics = p.step(self.state, inputs)
+            s += n
+            yield s, metrics, self.state
 
 
 def _eval_record(config, host: Mapping[str, np.ndarray], i: int) -> dict[str, float]:
     return train.with_bits_per_byte(config, {k: float(v[i]) for k, v in host.items()})
 
 
-def _train(part: Partition, slots: Sequence[_Slot], label: str,
+def _train(part: Partition, slots: Sequence[Slot], label: str,
            progress: bool) -> None:
     """The training loop of :func:`~optim_lab.training.train.train_and_evaluate`,
-    for every member of a partition: log, eval, checkpoint, divergence stop."""
+    for every member of a partition: log, eval, checkpoint, divergence stop;
+    a window that needs no evaluation or checkpoint is closed after the next
+    call is dispatched, as there (:func:`~optim_lab.training.train.log_windows`)."""
     c = part.config
     reporter = (metrics_lib.Progress(c.steps, part.start)
                 if progress and parallel.is_lead() else None)
@@ -754,41 +775,40 @@ def _train(part: Partition, slots: Sequence[_Slot], label: str,
         for i, slot in enumerate(slots):
             slot.record = _eval_record(c, host, i)
         _write(slots, 0)
-    window, window_start = [], part.start + 1
-    for s, metrics in part.calls():
-        window.append(metrics)
-        last = s == c.steps
-        diverged = []
-        if s % c.log_every == 0 or last:
-            host = jax.device_get(window)
-            evals = part.evaluate() if s % c.eval_every == 0 or last else None
-            for i, slot in enumerate(slots):
-                if slot.stopped:
-                    continue
-                rows = member_rows(host, i)
-                if slot.divergence.update(window_start, rows):
-                    diverged.append(slot)
-                slot.record = metrics_lib.window_mean(
-                    rows, exclude=(step_lib.NONFINITE_CODE,))
-                if evals is not None:
-                    slot.record.update(_eval_record(c, evals, i))
-            _write([sl for sl in slots if not sl.stopped], s)
-            window, window_start = [], s + 1
-            if reporter:
-                _report(reporter, label, s, slots)
-        save = s % c.checkpoint_every == 0 or last
-        saving = [i for i, sl in enumerate(slots)
-                  if not sl.stopped and (save or sl in diverged)]
-        for i, member_state in _member_states(part.state, saving, part.program.mesh).items():
-            train.save_checkpoint(slots[i].mngr, member_state, s)
-        for slot in diverged:
-            slot.stopped = slot.divergence.message(s)
-            _notice(f"sweep member {slot.member.name}: {slot.stopped}")
+    for w in train.log_windows(part.calls(), c, part.start, overlap=not train.donated()):
+        close_window(part, slots, w)
+        if reporter:
+            _report(reporter, label, w.step, slots)
         if all(slot.stopped for slot in slots):
             return
 
 
-def _write(slots: Sequence[_Slot], step: int) -> None:
+def close_window(part: Partition, slots: Sequence[Slot], w: train.Window) -> None:
+    """Logs every live member's window (averages, evaluation), saves the
+    checkpoints due and stops the members that diverged (checkpointed)."""
+    c, s = part.config, w.step
+    columns, means = member_windows(w.metrics)
+    evals = part.evaluate(w.state) if s % c.eval_every == 0 or w.last else None
+    diverged = []
+    for i, slot in enumerate(slots):
+        if slot.stopped:
+            continue
+        if slot.divergence.update(w.first, member_columns(columns, i)):
+            diverged.append(i)
+        slot.record = {k: float(v[i]) for k, v in means.items()}
+        if evals is not None:
+            slot.record.update(_eval_record(c, evals, i))
+    _write([sl for sl in slots if not sl.stopped], s)
+    save = s % c.checkpoint_every == 0 or w.last
+    saving = [i for i, sl in enumerate(slots) if not sl.stopped and (save or i in diverged)]
+    for i, member_state in _member_states(w.state, saving, part.program.mesh).items():
+        train.save_checkpoint(slots[i].mngr, member_state, s)
+    for i in diverged:
+        slots[i].stopped = slots[i].divergence.message(s)
+        _notice(f"sweep member {slots[i].member.name}: {slots[i].stopped}")
+
+
+def _write(slots: Sequence[Slot], step: int) -> None:
     """Logs each slot's record at ``step`` (process 0 writes; all agree it did)."""
     def write():
         for slot in slots:
@@ -815,7 +835,7 @@ def _writer(d: pathlib.Path, start: int):
 
 
 def _report(reporter: metrics_lib.Progress, label: str, step: int,
-            slots: Sequence[_Slot]) -> None:
+            slots: Sequence[Slot]) -> None:
     live = [sl.record for sl in slots if not sl.stopped] or [{}]
     mean = {k: float(np.mean([r[k] for r in live])) for k in live[0]}
     rejected = sum(sl.divergence.rejected for sl in slots)
@@ -849,11 +869,11 @@ def _run_chunk(program: Program, members: Sequence[Member], root: pathlib.Path,
         for start, pairs in sorted(by_start.items()):
             part = Partition(program, [m.config for m, _ in pairs],
                              [s for _, s in pairs], data, start, width)
-            slots: list[_Slot] = []
+            slots: list[Slot] = []
             try:
                 for m, _ in pairs:
                     d = root / m.name
-                    slots.append(_Slot(m, d, _writer(d, start), checkpoint.manager(d),
+                    slots.append(Slot(m, d, _writer(d, start), checkpoint.manager(d),
                                        train.Divergence(m.config.max_nonfinite_steps)))
                 _train(part, slots, label, progress)
             finally:

@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -396,6 +397,47 @@ def calls_by_block(start: int, sizes: Iterable[int], per_block: int,
         s += n
 
 
+class Window(NamedTuple):
+    """A log window to close: steps ``first..step``, their device metrics (one
+    entry per call), the state after ``step``; ``last``: the run's last step."""
+    step: int
+    metrics: list[Any]
+    first: int
+    state: Any
+    last: bool
+
+
+def log_windows(calls: Iterable[tuple[int, Any, Any]], config: ml_collections.ConfigDict,
+                start: int, overlap: bool) -> Iterator[Window]:
+    """The log windows of a run's calls, in order, for the loop to close.
+
+    ``calls`` yields ``(step reached, metrics, state)`` per jitted call; a
+    window ends at each multiple of ``log_every`` and at the last step. With
+    ``overlap``, a window that needs no evaluation or checkpoint is yielded
+    after the next call has been dispatched, so its fetch and host work
+    overlap that call's computation (the caller must keep the window's state
+    valid: no donation, as a divergence checkpoints it). Windows come in
+    step order either way; a caller may stop consuming at any window.
+    """
+    window, first, pending = [], start + 1, None
+    for s, metrics, state in calls:
+        window.append(metrics)
+        if pending is not None:
+            yield pending
+            pending = None
+        last = s == config.steps
+        if s % config.log_every == 0 or last:
+            closing = Window(s, window, first, state, last)
+            window, first = [], s + 1
+            if (overlap and not last and s % config.eval_every
+                    and s % config.checkpoint_every):
+                pending = closing
+            else:
+                yield closing
+    if pending is not None:  # calls ended early (a caller's own cut)
+        yield pending
+
+
 class Batches:
     """Where each jitted call of a run takes its training batches from.
 
@@ -493,7 +535,8 @@ def _notice(line: str) -> None:
 class Divergence:
     """Counts consecutive rejected (non-finite) steps across log windows.
 
-    ``update`` is fed each log window's per-step host metrics (with
+    ``update`` is fed each log window's per-step host metrics (the columns
+    of :func:`~optim_lab.training.metrics.fetch_columns`, at least
     ``train/nonfinite`` and the non-finite code) and says when the streak
     reaches ``limit`` (``config.max_nonfinite_steps``); ``message`` is the
     one-line :class:`~optim_lab.training.errors.Diverged` text; ``rejected``
@@ -504,14 +547,20 @@ class Divergence:
         self.limit, self.streak, self.rejected = limit, 0, 0
         self.first_step, self.what = 0, ""
 
-    def update(self, first_step: int, host: Sequence[Mapping[str, float]]) -> bool:
-        """Feeds a window's per-step metrics; True once the streak hits the limit."""
-        for i, m in enumerate(host):
-            if m["train/nonfinite"] > 0:
+    def update(self, first_step: int, columns: Mapping[str, np.ndarray]) -> bool:
+        """Feeds a window's per-step metrics (1-D columns, steps from
+        ``first_step``); True once the streak hits the limit."""
+        bad = np.asarray(columns["train/nonfinite"]) > 0
+        if not bad.any():  # the common case, without a Python loop
+            self.streak = 0 if bad.size else self.streak
+            return False
+        codes = columns[step_lib.NONFINITE_CODE]
+        for i, rejected in enumerate(bad.tolist()):
+            if rejected:
                 self.rejected += 1
                 if self.streak == 0:
                     self.first_step = first_step + i
-                    self.what = step_lib.describe_nonfinite(m[step_lib.NONFINITE_CODE])
+                    self.what = step_lib.describe_nonfinite(float(codes[i]))
                 self.streak += 1
             else:
                 self.streak = 0
@@ -611,18 +660,19 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
             return with_bits_per_byte(config, metrics_lib.to_host(
                 eval_step(at.params, at.model_state, eval_data)))
 
-        def close_window(s, window, first, at, last) -> dict[str, float]:
-            """Logs the window of steps ``first..s`` (state ``at`` after step
-            ``s``): averages, evaluation, checkpoint; stops on divergence."""
-            host = metrics_lib.fetch_window(window)
-            diverged = divergence.update(first, host)
-            record = metrics_lib.window_mean(host, exclude=(step_lib.NONFINITE_CODE,))
-            if s % config.eval_every == 0 or last:
+        def close_window(w: Window) -> dict[str, float]:
+            """Logs a window: averages, evaluation, checkpoint; stops on divergence."""
+            s, at = w.step, w.state
+            columns = metrics_lib.fetch_columns(w.metrics)
+            diverged = divergence.update(w.first, columns)
+            record = {k: float(v) for k, v in metrics_lib.column_means(
+                columns, exclude=(step_lib.NONFINITE_CODE,)).items()}
+            if s % config.eval_every == 0 or w.last:
                 record.update(evaluate(at))
             parallel.agree(functools.partial(writer.write, s, record), lead_only=True)
             if reporter:
                 reporter.report(s, record, divergence.rejected)
-            if s % config.checkpoint_every == 0 or last or diverged:
+            if s % config.checkpoint_every == 0 or w.last or diverged:
                 save_checkpoint(mngr, at, s)
             if diverged:
                 raise Diverged(divergence.message(s))
@@ -633,31 +683,19 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
             record = evaluate(state)
             parallel.agree(lambda: writer.write(0, record), lead_only=True)
         many = scan_steps(train_step) if config.steps_per_call > 1 else None
-        # A window that ends with no evaluation or checkpoint is closed after
-        # the next call is dispatched, so its fetch and host work overlap that
-        # call's computation; records are written in the same order. Only
-        # when the state is not donated: the window's own state must stay
-        # valid (a divergence checkpoints it).
-        overlap = not donated()
-        window, window_start, s, pending = [], start + 1, start, None
-        for n, source in batches.calls(start):
-            if many is None:
-                state, step_metrics = train_step(state, source)
-            else:
-                state, step_metrics = many(state, source, n)
-            window.append(step_metrics)
-            s += n
-            if pending is not None:
-                record, pending = close_window(*pending), None
-            last = s == config.steps
-            if s % config.log_every == 0 or last:
-                closing = (s, window, window_start, state, last)
-                window, window_start = [], s + 1
-                if (overlap and not last and s % config.eval_every
-                        and s % config.checkpoint_every):
-                    pending = closing
+
+        def calls() -> Iterator[tuple[int, Any, TrainState]]:
+            s, at = start, state
+            for n, source in batches.calls(start):
+                if many is None:
+                    at, step_metrics = train_step(at, source)
                 else:
-                    record = close_window(*closing)
+                    at, step_metrics = many(at, source, n)
+                s += n
+                yield s, step_metrics, at
+
+        for w in log_windows(calls(), config, start, overlap=not donated()):
+            record = close_window(w)
     finally:
         writer.close()
         mngr.close()

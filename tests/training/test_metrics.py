@@ -72,3 +72,21 @@ def test_window_mean_is_the_float64_mean_of_each_key():
         host = [{"a": float(np.float32(a)), "b": float(b)} for a, b in values]
         want = {k: float(np.mean([np.float64(m[k]) for m in host])) for k in ("a", "b")}
         assert metrics_lib.window_mean(host) == want
+
+
+def test_columns_of_a_vmapped_window_average_per_member_as_window_mean_does():
+    rng = np.random.default_rng(1)
+    steps = [rng.standard_normal((3, 5)).astype(np.float32) for _ in range(4)]
+    # One step of 5 members, then a scanned call of 3 steps, then 9 single steps.
+    window = [metrics_lib.pack({"a": jnp.asarray(steps[0][0]), "b": jnp.asarray(steps[1][0])}),
+              metrics_lib.pack({"a": jnp.asarray(steps[2]), "b": jnp.asarray(steps[3])})]
+    window += [{"a": jnp.asarray(x), "b": jnp.asarray(-x)}
+               for x in rng.standard_normal((9, 5)).astype(np.float32)]
+    columns = metrics_lib.fetch_columns(window, step_ndim=1)
+    assert list(columns) == ["a", "b"] and columns["a"].shape == (13, 5)
+    means = metrics_lib.column_means(columns, exclude=("b",))
+    assert list(means) == ["a"]
+    for i in range(5):
+        member = [{"a": float(v)} for v in columns["a"][:, i]]
+        assert means["a"][i] == metrics_lib.window_mean(member)["a"]
+    np.testing.assert_array_equal(columns["a"][1:4], steps[2].astype(np.float64))

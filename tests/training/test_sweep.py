@@ -230,8 +230,10 @@ def test_chunks_bound_the_members_per_program(swept, tmp_path, capsys):
         _assert_close_run(tmp_path / m.name, root / m.name, m.config, 20)
 
 
-def test_diverging_member_stops_alone(tmp_path):
+@pytest.mark.parametrize("every", [10, 20])  # 20: step 10's window is closed late
+def test_diverging_member_stops_alone(tmp_path, every):
     members = _members(["optimizer.learning_rate=0.01,1e12"], max_nonfinite_steps=7,
+                       eval_every=every, checkpoint_every=every,
                        **{"optimizer.name": "sgd", "optimizer.weight_decay": None})
     with pytest.raises(errors.Diverged, match=r"1 of 2 sweep members diverged .*"
                        r"optimizer.learning_rate=1000000000000.0; .*stopped at step 10"):

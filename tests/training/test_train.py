@@ -218,6 +218,30 @@ def test_call_sizes_respect_log_boundaries():
     assert list(train.call_sizes(0, 4, 1, 5)) == [1, 1, 1, 1]
 
 
+def test_log_windows_close_late_only_between_evaluations_and_checkpoints():
+    import ml_collections
+    config = ml_collections.ConfigDict(dict(steps=12, log_every=2, eval_every=6,
+                                            checkpoint_every=4))
+    dispatched = []
+
+    def calls():
+        for s in range(1, 13):
+            dispatched.append(s)
+            yield s, f"m{s}", f"state{s}"
+
+    seen = [(w.step, len(dispatched), w.first, w.metrics, w.state, w.last)
+            for w in train.log_windows(calls(), config, 0, overlap=True)]
+    # Step 2 needs neither: closed after step 3 is dispatched; 4 (checkpoint),
+    # 6 (eval), 8, 12 (last) at once; 10 late.
+    assert [(s, d) for s, d, *_ in seen] == [(2, 3), (4, 4), (6, 6), (8, 8), (10, 11),
+                                            (12, 12)]
+    assert seen[0][2:] == (1, ["m1", "m2"], "state2", False) and seen[-1][-1]
+    dispatched.clear()
+    assert [(w.step, len(dispatched)) for w in
+            train.log_windows(calls(), config, 0, overlap=False)] == [
+        (s, s) for s in range(2, 13, 2)]
+
+
 def test_state_dtype_64_keeps_optimizer_state_in_float64(tmp_path):
     import jax
     cfg = tiny_config(steps=5, **{"optimizer.state_dtype": 64, "enable_x64": True})
