@@ -26,7 +26,12 @@ For the grokking MLP it also measures what bounds the ratio: the step's
 FLOPs and bytes (XLA's cost analysis) against this machine's matmul rate and
 memory bandwidth measured in the same run, the page faults per member-step,
 and the same comparison in a child process whose glibc allocator keeps freed
-memory (``MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_``).
+memory (``allocator.retain_freed_memory()``, as ``experiments.sweep`` does).
+
+Every log window is closed as between a real run's evaluations (the configs'
+``eval_every`` and ``checkpoint_every`` are moved past the timed steps): its
+metrics fetched and averaged after the next call is dispatched. Every size of
+scanned call is compiled before timing.
 
 Writes the "sweep" section of ``results/benchmarks.md``.
 """
@@ -433,12 +438,14 @@ def _l3_bytes() -> int:
     return 0
 
 
-def _mark(ratio: float, target: float) -> str:
+def _mark(ratio: float, target: float | None) -> str:
+    if target is None:
+        return "–"
     return f"≥ {target:g}× {'✓' if ratio >= target else '✗'}"
 
 
 def _row(what: str, rates: dict[str, float], subject: str, baseline: str,
-         target: float) -> str:
+         target: float | None) -> str:
     """One table row: wall-clock rates and ratio (judged), and the CPU-time ratio."""
     ratio = rates[subject] / rates[baseline]
     cpu = rates[f"cpu:{subject}"] / rates[f"cpu:{baseline}"]
@@ -446,7 +453,7 @@ def _row(what: str, rates: dict[str, float], subject: str, baseline: str,
             f"{cpu:.2f}× | {_mark(ratio, target)} |")
 
 
-def _dispatch_note(digits, disp) -> str:
+def _dispatch_note(digits, digits10, disp) -> str:
     us = 1e6
     step_us = us / disp["cpu:scan_step"]
     old_us, new_us = us / disp["cpu:draw_get_batch"], us / disp["cpu:draw_of_epoch"]
@@ -454,6 +461,7 @@ def _dispatch_note(digits, disp) -> str:
         us / disp[f"cpu:{k}"] for k in ("k1", "k10", "bare", "bare_get_batch"))
     vm_us, seq_us = us / digits["cpu:vmapped"], us / digits["cpu:sequential"]
     vm_scan_us = us / digits["cpu:vmapped_scan"]
+    vm10_us, seq10_us = us / digits10["cpu:vmapped"], us / digits10["cpu:sequential"]
     return (
         "Where the time goes (CPU time of this process per step). Digits MLP: a lab step "
         f"costs {step_us:.0f} µs inside one `lax.scan` (no dispatch). Its batch is sliced "
@@ -475,9 +483,14 @@ def _dispatch_note(digits, disp) -> str:
         f"{step_us:.0f} µs for one run's step alone ({step_us / vm_scan_us:.1f}× less "
         "computation per member); the other "
         f"{max(vm_us - vm_scan_us, 0):.0f} µs of a vmapped member-step are the sweep "
-        "loop's per-call overhead (a dispatch of the stacked carry every step, the window "
-        "fetched at once and split per member on the host): at most "
-        f"{seq_us / vm_scan_us:.1f}× if that overhead were hidden.")
+        "loop's per-call work: one dispatch of the stacked state per step (the traced "
+        "hyperparameters and the block's permutations are inputs of the step, not "
+        "outputs: carried, they were copied every call), and each log window fetched "
+        "as one array per dtype and averaged per member in one pass, after the next "
+        "call is dispatched. With `steps_per_call=10` in both loops the single runs "
+        f"lose most of their dispatch cost too ({seq10_us:.0f} µs per member-step one "
+        f"after another, {vm10_us:.0f} µs vmapped): what vmapping then saves is only "
+        "the computation of 8 small steps done as one.")
 
 
 def _grokking_note(grok, child, costs, machine) -> str:
@@ -547,10 +560,13 @@ def _grokking_note(grok, child, costs, machine) -> str:
     return text + "."
 
 
-def _section(r, digits, disp, grok, child, costs, machine) -> str:
+def _section(r, digits, digits10, disp, grok, child, costs, machine) -> str:
     rows = [
         _row("8 members vmapped vs one after another, digits MLP 64-64-10, batch 64",
              digits, "vmapped", "sequential", 4.0),
+        _row("… the same with `steps_per_call=10` in both loops (not the target's "
+             "setting: shown for what scanned dispatch leaves to vmapping)",
+             digits10, "vmapped", "sequential", None),
         _row("8 members vmapped vs one after another, grokking MLP 226-200-200-113, "
              "full batch", grok, "vmapped", "sequential", 1.3),
         _row("… the same, `--sweep_chunk=2` (4 programs of 2 in turn), grokking MLP",
@@ -591,7 +607,7 @@ def _section(r, digits, disp, grok, child, costs, machine) -> str:
         "| comparison | subject (steps/s) | baseline (steps/s) | ratio | ratio, CPU time "
         "| target |",
         "|---|---|---|---|---|---|", *rows, "",
-        _dispatch_note(digits, disp) + "\n",
+        _dispatch_note(digits, digits10, disp) + "\n",
         _grokking_note(grok, child, costs, machine) + "\n",
         "The machine is shared with other jobs (load average above): wall-clock ratios "
         "move between runs; the CPU-time column is the steadier one.",
@@ -607,13 +623,14 @@ def main(argv):
         print(json.dumps(grokking_rates(r, FLAGS.grokking_steps)))
         return
     digits = measure_vmap(digits_config(), FLAGS.digits_steps, r, scan=True)
+    digits10 = measure_vmap(with_calls(digits_config(), 10), FLAGS.digits_steps, r)
     disp = measure_dispatch(digits_config(), FLAGS.digits_steps, r)
     grok = grokking_rates(r, FLAGS.grokking_steps)
     machine = measure_machine(r)
     machine["matmul_floor"] = matmul_floor(r)
     costs = step_costs(grokking_config())
     child = grokking_in_child(r, FLAGS.grokking_steps)
-    md = _section(r, digits, disp, grok, child, costs, machine)
+    md = _section(r, digits, digits10, disp, grok, child, costs, machine)
     print(md)
     _report.write_section("sweep", md)
 
