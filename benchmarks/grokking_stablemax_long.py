@@ -110,8 +110,17 @@ def first_losses(workdir: pathlib.Path) -> dict:
 
 
 def write_reports(runs_root: pathlib.Path, results: pathlib.Path) -> str:
-    """Rewrites stablemax_long.md / .png (and the per-variant pages) from the runs."""
-    runs = summary.find_runs(runs_root)
+    """Rewrites stablemax_long.md / .png (and the per-variant pages) from the runs.
+
+    Each run directory under ``runs_root`` is archived first
+    (``summary.archive_run`` into ``results/stablemax_long_runs/``); the
+    reports are written from the archive, which also holds the runs whose
+    directories are gone.
+    """
+    archive = results / summary.ARCHIVE
+    for wd in summary.find_runs(runs_root):
+        summary.archive_run(wd, archive)
+    runs = summary.find_runs(archive)
     for suffix, kind in (("_f32state", "f32state"), ("_f32loss", "f32")):
         variant = [r for r in runs if r.name.endswith(suffix)]
         if variant:
@@ -276,6 +285,7 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     loss_dtype, state_dtype = int(FLAGS.loss_dtype), int(FLAGS.state_dtype)
     runs_root, results = pathlib.Path(FLAGS.runs_root), pathlib.Path(FLAGS.results)
+    results.mkdir(parents=True, exist_ok=True)
     if FLAGS.levers:
         text = levers_report(measure_levers(FLAGS.lever_rounds), FLAGS.lever_rounds)
         (results / "stablemax_long_speed.md").write_text(text)

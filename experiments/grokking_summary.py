@@ -4,6 +4,9 @@ importable by tests; ``benchmarks/grokking_stablemax_long.py`` is the binary).
 Everything here is computed from run directories (``metrics.jsonl``,
 ``config.json`` and the benchmark's ``wallclock.jsonl``); the only numbers
 written into the code are the reference implementation's, quoted as such.
+The reports read the runs' *archives* (:func:`archive_run`: what the reports
+use of each run, kept under the results directory), so a report can be
+regenerated after the run directories themselves are gone.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -168,13 +172,48 @@ def seconds_at(clock: Sequence[dict[str, float]], step: int, key: str = "wall_s"
 
 def find_runs(root: str | pathlib.Path) -> list[pathlib.Path]:
     """Run directories directly under ``root`` with a metrics log, ref first
-    (``_``-prefixed ones, such as the first-steps check, are not runs of the table)."""
+    (``_``-prefixed ones, such as the first-steps check, are not runs of the table;
+    nor are an archive's half-replaced copies)."""
     root = pathlib.Path(root)
     if not root.is_dir():
         return []
     runs = [p for p in root.iterdir()
-            if (p / rundir.METRICS_FILE).exists() and not p.name.startswith("_")]
+            if (p / rundir.METRICS_FILE).exists() and not p.name.startswith("_")
+            and not p.name.endswith((".partial", ".old"))]  # an archive being replaced
     return sorted(runs, key=lambda p: (not p.name.startswith("ref"), _seed_key(p.name)))
+
+
+ARCHIVE = "stablemax_long_runs"  # under the results directory
+ARCHIVE_KEYS = ("step", "train/loss", "train/accuracy", "test/loss", "test/accuracy",
+                "params/global/norm", "probe/zero_loss", "probe/max_logit",
+                "probe/softmax_collapse")
+
+
+def archive_run(workdir: pathlib.Path, archive_root: pathlib.Path) -> pathlib.Path:
+    """Keeps what the reports read of a run: ``archive_root/<name>/`` with its
+    ``config.json``, its ``metrics.jsonl`` cut to :data:`ARCHIVE_KEYS` (every
+    logged step) and its ``wallclock.jsonl``: a run directory the reports and
+    plots read like the original, ~100 KB instead of the checkpoints.
+
+    Replaces an older archive of the same run only once the new one is
+    complete (written beside it, then renamed).
+    """
+    dest = pathlib.Path(archive_root) / workdir.name
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(workdir / rundir.CONFIG_FILE, tmp / rundir.CONFIG_FILE)
+    records = [{k: r[k] for k in ARCHIVE_KEYS if k in r} for r in rundir.read_metrics(workdir)]
+    (tmp / rundir.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    clock = read_clock(workdir)
+    (tmp / CLOCK_FILE).write_text("".join(json.dumps(r) + "\n" for r in clock))
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 def _seed_key(name: str):

@@ -164,3 +164,29 @@ def test_milestone_report_from_run_directories(tmp_path):
     assert "the same onset within 2%" in text  # 52 000 vs the reference's 51 000
     assert "lab seed 7: 30000" in text
     assert "python -m benchmarks.grokking_stablemax_long --config=ref --steps=80000" in text
+
+
+def test_reports_survive_the_run_directories_through_the_archive(tmp_path):
+    root, results = tmp_path / "runs", tmp_path / "results"
+    results.mkdir()
+    _run(root, "seed7", [(0, 0.0), (30_000, 0.6), (40_000, 0.96), (80_000, 0.995)], 0.012)
+    _run(root, "ref", [(0, 0.0), (35_000, 0.55), (52_000, 0.955)], 0.012)
+    with open(root / "ref" / "metrics.jsonl", "a") as f:  # a key the reports never read
+        f.write(json.dumps({"step": 52_100, "train/loss": 0.5, "cos/layer0": 0.1}) + "\n")
+    want = summary.milestone_report(summary.find_runs(root), results)
+    archive = results / summary.ARCHIVE
+    for wd in summary.find_runs(root):
+        summary.archive_run(wd, archive)
+    (archive / "seed7.partial").mkdir()  # a replacement killed half-way is not a run
+    (archive / "seed7.partial" / "metrics.jsonl").write_text("")
+    for wd in summary.find_runs(root):
+        summary.archive_run(wd, archive)  # again: replaces the archive whole
+    for wd in root.iterdir():
+        for f in wd.iterdir():
+            f.unlink()
+        wd.rmdir()
+    runs = summary.find_runs(archive)
+    assert [p.name for p in runs] == ["ref", "seed7"]
+    assert summary.milestone_report(runs, results) == want
+    kept = [json.loads(line) for line in (archive / "ref" / "metrics.jsonl").open()]
+    assert kept[-1] == {"step": 52_100, "train/loss": 0.5}
