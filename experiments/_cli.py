@@ -253,16 +253,18 @@ def _field_problem(config: ml_collections.ConfigDict, field: str) -> str | None:
 # --- one config, any optimizer ----------------------------------------------------
 
 
-def command_line_config(name: str = "config") -> ml_collections.ConfigDict:
+def command_line_config(name: str = "config", *, notify: bool = True
+                        ) -> ml_collections.ConfigDict:
     """The parsed config of flag ``--name``, fitted to the command line's optimizer.
 
     See :func:`fit_optimizer`; the dropped fields are reported on one
-    ``note:`` line on stderr.
+    ``note:`` line on stderr (if ``notify``: process 0 of a multi-process run
+    passes True, the others False).
     """
     config = FLAGS[name].value
     given = config_flags.get_override_values(FLAGS[name])
     dropped = fit_optimizer(config, given, flag=name)
-    if dropped:
+    if dropped and notify:
         print(f"note: optimizer {config.optimizer.name} does not take "
               f"{', '.join(dropped)} (set by the config file); dropped",
               file=sys.stderr, flush=True)

@@ -70,7 +70,7 @@ def main(argv):
         allocator.retain_freed_memory()  # before the first large buffers; no-op off glibc
     _distributed.initialize_from_flags()  # before anything touches a device
     with _distributed.worker_errors():
-        config = _cli.command_line_config("config")
+        config = _cli.command_line_config("config", notify=parallel.is_lead())
         with _cli.config_errors():
             members = fitted_members(config, FLAGS.sweep)
             groups = sweep.plan(members, FLAGS.workdir)  # validated, nothing compiled

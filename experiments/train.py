@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from experiments import _cli
 from experiments import _distributed
+from optim_lab.training import parallel
 from optim_lab.training import train
 
 FLAGS = flags.FLAGS
@@ -32,7 +33,7 @@ def main(argv):
     del argv  # _cli.run rejects positional arguments
     _distributed.initialize_from_flags()  # before anything touches a device
     with _distributed.worker_errors():
-        config = _cli.command_line_config("config")
+        config = _cli.command_line_config("config", notify=parallel.is_lead())
         with _cli.config_errors():
             train.setup(config)  # every section validated before anything compiles
         train.train_and_evaluate(config, FLAGS.workdir)

@@ -9,8 +9,8 @@ What is checked:
   in the checkpoint manifests). Same mesh size, same per-device programs, and
   a sum of two partial values does not depend on their order, so nothing may
   differ;
-- one voice: process 0 prints the plan and the progress, process 1 prints
-  neither; each member's ``metrics.jsonl`` holds every logged step once (a
+- one voice: process 0 prints the plan, the progress and the config's
+  ``note:`` line (the file's Adam fields dropped for SGD), process 1 none of them; each member's ``metrics.jsonl`` holds every logged step once (a
   second writer would duplicate lines);
 - the sweep saved by 2 processes resumes in 1 process x 1 device: the step-10
   checkpoints restore here to the bytes their writers hashed, the resumed
@@ -41,6 +41,7 @@ from runs import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = ["--config=experiments/configs/grokking.py", "--config.data.modulus=11",
+        "--config.optimizer.name=sgd",  # drops the file's Adam fields: a note: line
         "--config.model.hidden=(16,)", "--config.batch_size=16", "--config.log_every=5",
         "--config.eval_every=10", "--config.checkpoint_every=10", "--sweep=seed=0,1"]
 MEMBERS = ("seed=0", "seed=1")
@@ -103,6 +104,8 @@ def test_sweep_on_2_processes_equals_1_process_with_one_voice(sweeps):
                                                                   ("10", "10")]
     other = pathlib.Path(f"{two}.logs/process_1.log").read_text()
     assert "sweep:" not in other and not PROGRESS.search(other), other[-2000:]
+    assert "note: optimizer sgd does not take" in res.stdout + res.stderr
+    assert "note:" not in other, other[-2000:]
     assert "[Gloo]" not in res.stdout + other
     for name in MEMBERS:
         assert [r["step"] for r in rundir.read_metrics(two / name)] == [0, 5, 10]
