@@ -115,7 +115,9 @@ def write_reports(runs_root: pathlib.Path, results: pathlib.Path) -> str:
     Each run directory under ``runs_root`` is archived first
     (``summary.archive_run`` into ``results/stablemax_long_runs/``); the
     reports are written from the archive, which also holds the runs whose
-    directories are gone.
+    directories are gone. A run row of the previous ``stablemax_long.md``
+    with neither (reported before the archive existed) is carried over,
+    marked, rather than dropped.
     """
     archive = results / summary.ARCHIVE
     for wd in summary.find_runs(runs_root):
@@ -142,9 +144,14 @@ def write_reports(runs_root: pathlib.Path, results: pathlib.Path) -> str:
                            labels=[summary.label(r.name) for r in main], log_x=False,
                            extra_keys=("params/global/norm",),
                            title="StableMax (float64), float64 Adam state, addition mod 113, 40 %")
-    first = first_losses(runs_root / "_first20") if any(r.name == "ref" for r in main) else None
-    text = summary.milestone_report(main, results, first, summary.onset_analysis(main))
-    (results / "stablemax_long.md").write_text(text)
+    page = results / "stablemax_long.md"
+    carried = summary.carried_rows(page.read_text() if page.exists() else "",
+                                   {r.name for r in main})
+    names = {r.name for r in main} | {r["name"] for r in carried}
+    first = first_losses(runs_root / "_first20") if "ref" in names else None
+    text = summary.milestone_report(main, results, first,
+                                    summary.onset_analysis(main, carried), carried)
+    page.write_text(text)
     return text
 
 

@@ -216,6 +216,11 @@ def archive_run(workdir: pathlib.Path, archive_root: pathlib.Path) -> pathlib.Pa
     return dest
 
 
+def _order(row: dict[str, Any]):
+    """Table order: the reference start first, then by seed and name."""
+    return (not row["name"].startswith("ref"), _seed_key(row["name"]))
+
+
 def _seed_key(name: str):
     m = re.match(r"seed(\d+)", name)
     return (int(m.group(1)) if m else 10**9, name)
@@ -356,6 +361,75 @@ def _row(r: dict) -> str:
             f"{total} |")
 
 
+_SUFFIXES = ((", timed rerun (one session, quiet machine)", TIMED),
+             (", first layer as a row gather", "_gather"), (", float32 state", "_f32state"))
+
+
+def name_of(run_label: str) -> str:
+    """The run directory name of a table label (the inverse of :func:`label`)."""
+    suffix = ""
+    for text, tail in _SUFFIXES:
+        if run_label.endswith(text):
+            run_label, suffix = run_label[:-len(text)], tail + suffix
+    if run_label == label("ref"):
+        return "ref" + suffix
+    m = re.fullmatch(r"lab seed (\d+)", run_label)
+    if not m:
+        raise ValueError(f"not a run label of the table: {run_label!r}")
+    return f"seed{m.group(1)}" + suffix
+
+
+def _parse_cell(cell: str) -> tuple[int | None, float | None, float | None]:
+    m = re.fullmatch(r"([\d ]+)(?: · ([\d.]+) min)?(?: \(CPU ([\d.]+)\))?", cell)
+    if not m:
+        return None, None, None  # not reached
+    step = int(m.group(1).replace(" ", ""))
+    return step, *(None if g is None else float(g) for g in m.groups()[1:])
+
+
+def parse_row(line: str) -> dict[str, Any] | None:
+    """A run's row of an earlier ``stablemax_long.md`` as :func:`run_row`'s
+    dict (what :func:`_row` writes and the onset analysis reads); None for a
+    line that is not a run row (the reference's, the float32-state run's).
+    """
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) != len(MILESTONES) + 6 or cells[0].startswith("*"):
+        return None
+    try:
+        name = name_of(cells[0])
+    except ValueError:
+        return None
+    status = re.fullmatch(r"([\d ]+)(?: of ([\d ]+) \(running / resumable\))?", cells[1])
+    peak = re.fullmatch(r"([\d.]+)% @ ([\d ]+)", cells[2 + len(MILESTONES)])
+    total = re.fullmatch(r"([\d.]+) \(CPU ([\d.]+), load ([\d.]+)\)", cells[-1])
+    if not (status and peak):
+        return None
+    steps = int(status.group(1).replace(" ", ""))
+    parsed = dict(zip(MILESTONES, map(_parse_cell, cells[2:2 + len(MILESTONES)])))
+    return {"name": name, "label": cells[0], "steps": steps,
+            "target": int((status.group(2) or status.group(1)).replace(" ", "")),
+            "hits": {t: p[0] for t, p in parsed.items()},
+            "minutes": {t: p[1] for t, p in parsed.items()},
+            "cpu_minutes": {t: p[2] for t, p in parsed.items()},
+            "peak": (float(peak.group(1)) / 100, int(peak.group(2).replace(" ", ""))),
+            "last": {"test/accuracy": float(cells[3 + len(MILESTONES)].rstrip("%")) / 100,
+                     "params/global/norm": float(cells[4 + len(MILESTONES)])},
+            "total_min": float(total.group(1)) if total else None,
+            "cpu_min": float(total.group(2)) if total else None,
+            "load": float(total.group(3)) if total else None,
+            "command": command_for(name, {"steps": int(
+                (status.group(2) or status.group(1)).replace(" ", ""))}),
+            "carried": True}
+
+
+def carried_rows(previous: str, present: Sequence[str]) -> list[dict[str, Any]]:
+    """The run rows of an earlier report whose runs are not in ``present`` (run
+    names) — runs reported before the archive existed, whose directories are
+    gone: kept, marked, rather than silently dropped."""
+    rows = [parse_row(line) for line in previous.splitlines() if line.startswith("| ")]
+    return [r for r in rows if r is not None and r["name"] not in present]
+
+
 def reference_row() -> str:
     """The reference implementation's figures, quoted (``REFERENCE_POINTS``)."""
     cells = []
@@ -408,8 +482,10 @@ def first_losses_section(first: dict | None) -> list[str]:
 
 
 def milestone_report(runs: Sequence[pathlib.Path], results: pathlib.Path,
-                     first: dict | None = None, analysis: Sequence[str] = ()) -> str:
-    """stablemax_long.md: milestones per run beside the reference's figures."""
+                     first: dict | None = None, analysis: Sequence[str] = (),
+                     carried: Sequence[dict[str, Any]] = ()) -> str:
+    """stablemax_long.md: milestones per run beside the reference's figures
+    (``carried``: rows of runs without data, from :func:`carried_rows`)."""
     head = ("| run | steps done | " + " | ".join(f"test ≥ {t:.0%}" for t in MILESTONES)
             + " | peak test | test at last step | weight norm at last step "
             "| training wall min (CPU min, mean load) |")
@@ -428,26 +504,33 @@ def milestone_report(runs: Sequence[pathlib.Path], results: pathlib.Path,
         "step keeps busy).",
         "", "Regenerate (each run resumes; the tables are rebuilt from all run directories "
         "under `runs/stablemax_long/`):", "", "```"]
-    lines += [r_cmd for r_cmd in (command_for(wd.name, rundir.load_config(wd)) for wd in runs)]
+    rows = sorted([run_row(wd) for wd in runs] + list(carried), key=_order)
+    lines += [r["command"] for r in rows]
     lines += ["python -m benchmarks.grokking_stablemax_long --report_only", "```", "", head,
               "|" + "---|" * (len(MILESTONES) + 6), reference_row()]
-    rows = [run_row(wd) for wd in runs]
-    lines += [_row(r) for r in rows]
+    lines += [_row(r) + (" ¹" if r.get("carried") else "") for r in rows]
     extra = f32state_row(results)
     if extra:
         lines.append(extra)
     lines += ["", "Reference: the reference implementation (@ 0cc9e8d, torch 2.13.0 CPU, its "
               "seed 42, Fig. 1b command) on this class of machine (2 cores), test accuracy "
               "at its logged steps (≤: reached by then). " + PAPER, ""]
+    if carried:
+        lines += ["¹ Carried over from the previous report: the run directory was lost before "
+                  "the reports kept an archive of each run (`stablemax_long_runs/`), so its "
+                  "curve is not in the plot; rerun it with the command above to restore it. "
+                  "Carried: " + ", ".join(r["label"] for r in carried) + ".", ""]
     lines += first_losses_section(first)
     lines += list(analysis)
     lines += ["![curves](stablemax_long.png)", ""]
     return "\n".join(lines)
 
 
-def onset_analysis(runs: Sequence[pathlib.Path]) -> list[str]:
+def onset_analysis(runs: Sequence[pathlib.Path],
+                   carried: Sequence[dict[str, Any]] = ()) -> list[str]:
     """Sentences comparing the onset of the runs with the reference (from the data)."""
-    rows = {wd.name: run_row(wd) for wd in runs}
+    rows = {r["name"]: r for r in sorted([run_row(wd) for wd in runs] + list(carried),
+                                         key=_order)}
     if not rows:
         return []
     out = ["## Onset: reference vs lab", ""]

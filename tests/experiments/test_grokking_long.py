@@ -190,3 +190,32 @@ def test_reports_survive_the_run_directories_through_the_archive(tmp_path):
     assert summary.milestone_report(runs, results) == want
     kept = [json.loads(line) for line in (archive / "ref" / "metrics.jsonl").open()]
     assert kept[-1] == {"step": 52_100, "train/loss": 0.5}
+
+
+def test_rows_of_runs_without_data_are_carried_over(tmp_path):
+    root, results = tmp_path / "runs", tmp_path / "results"
+    results.mkdir()
+    _run(root, "seed7", [(0, 0.0), (30_000, 0.6), (40_000, 0.96), (80_000, 0.995)], 0.012)
+    _run(root, "ref_gather_timed", [(0, 0.0), (35_000, 0.55), (52_000, 0.955)], 0.01,
+         steps=60_000)
+    _run(root, "seed0", [(0, 0.0), (55_000, 0.5), (76_000, 0.92), (80_000, 0.921)], 0.02)
+    runs = summary.find_runs(root)
+    before = summary.milestone_report(runs, results, None, summary.onset_analysis(runs))
+    rows = [line for line in before.splitlines() if line.startswith("| ")]
+    parsed = [summary.parse_row(line) for line in rows]
+    assert [r and r["name"] for r in parsed] == [None, None, "ref_gather_timed", "seed0",
+                                                 "seed7"]  # header, reference, runs
+    for line, row in zip(rows[2:], parsed[2:]):
+        assert summary._row(row) == line  # the row is rewritten as it was
+    # seed0's directory is lost: its row and its place in the analysis stay.
+    kept = [wd for wd in runs if wd.name != "seed0"]
+    carried = summary.carried_rows(before, {wd.name for wd in kept})
+    assert [r["name"] for r in carried] == ["seed0"]
+    after = summary.milestone_report(kept, results, None,
+                                     summary.onset_analysis(kept, carried), carried)
+    assert rows[3] + " ¹" in after and "Carried: lab seed 0." in after
+    assert "lab seed 0: 55000, lab seed 7: 30000 — a spread of 25000 steps." in after
+    assert "python -m benchmarks.grokking_stablemax_long --seed=0 --steps=80000" in after
+    assert summary.name_of(summary.label("seed42_f32state")) == "seed42_f32state"
+    with pytest.raises(ValueError, match="not a run label"):
+        summary.name_of("my run")

@@ -10,7 +10,8 @@ What is checked:
   a sum of two partial values does not depend on their order, so nothing may
   differ;
 - one voice: process 0 prints the plan, the progress and the config's
-  ``note:`` line (the file's Adam fields dropped for SGD), process 1 none of them; each member's ``metrics.jsonl`` holds every logged step once (a
+  ``note:`` line (the file's Adam fields dropped for SGD), process 1 none of
+  them; each member's ``metrics.jsonl`` holds every logged step once (a
   second writer would duplicate lines);
 - the sweep saved by 2 processes resumes in 1 process x 1 device: the step-10
   checkpoints restore here to the bytes their writers hashed, the resumed
