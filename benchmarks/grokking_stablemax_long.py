@@ -199,7 +199,7 @@ class _Lever:
                 self.state, m = self.many(self.state, self.source, n)
             window.append(m)
             done += n
-        metrics_lib.window_mean(metrics_lib.fetch_window(window))
+        metrics_lib.column_means(metrics_lib.fetch_columns(window))
 
     def evaluate(self) -> None:
         metrics_lib.to_host(self.eval_step(self.state.params, self.state.model_state,

@@ -145,7 +145,7 @@ def lab_loop(config, fn, loss_fn, tx, source, sampler_fn):
             window.append(m)
             count[0] += 1
             if count[0] % config.log_every == 0:
-                metrics_lib.window_mean(metrics_lib.fetch_window(window))
+                metrics_lib.column_means(metrics_lib.fetch_columns(window))
                 window = []
         _report.block((state[0].params, state[0].opt_state))
     return run

@@ -40,7 +40,7 @@ def lab_loop(config):
             state[0], m = train_step(state[0], xy)
             window.append(m)
             if s % config.log_every == 0:
-                metrics_lib.window_mean(metrics_lib.fetch_window(window))
+                metrics_lib.column_means(metrics_lib.fetch_columns(window))
                 window = []
         _report.block(state[0].params)
     return run
