@@ -361,6 +361,7 @@ def _row(r: dict) -> str:
             f"{total} |")
 
 
+CARRIED = " ¹"  # marks a carried-over row's label
 _SUFFIXES = ((", timed rerun (one session, quiet machine)", TIMED),
              (", first layer as a row gather", "_gather"), (", float32 state", "_f32state"))
 
@@ -395,6 +396,7 @@ def parse_row(line: str) -> dict[str, Any] | None:
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
     if len(cells) != len(MILESTONES) + 6 or cells[0].startswith("*"):
         return None
+    cells[0] = cells[0].removesuffix(CARRIED)  # carried over before: still carried
     try:
         name = name_of(cells[0])
     except ValueError:
@@ -508,7 +510,8 @@ def milestone_report(runs: Sequence[pathlib.Path], results: pathlib.Path,
     lines += [r["command"] for r in rows]
     lines += ["python -m benchmarks.grokking_stablemax_long --report_only", "```", "", head,
               "|" + "---|" * (len(MILESTONES) + 6), reference_row()]
-    lines += [_row(r) + (" ¹" if r.get("carried") else "") for r in rows]
+    lines += [_row({**r, "label": r["label"] + CARRIED} if r.get("carried") else r)
+              for r in rows]
     extra = f32state_row(results)
     if extra:
         lines.append(extra)

@@ -213,7 +213,11 @@ def test_rows_of_runs_without_data_are_carried_over(tmp_path):
     assert [r["name"] for r in carried] == ["seed0"]
     after = summary.milestone_report(kept, results, None,
                                      summary.onset_analysis(kept, carried), carried)
-    assert rows[3] + " ¹" in after and "Carried: lab seed 0." in after
+    assert rows[3].replace("| lab seed 0 |", "| lab seed 0 ¹ |") in after
+    assert "Carried: lab seed 0." in after
+    # Carried again by the next report, unchanged.
+    again = summary.carried_rows(after, {wd.name for wd in kept})
+    assert again == carried
     assert "lab seed 0: 55000, lab seed 7: 30000 — a spread of 25000 steps." in after
     assert "python -m benchmarks.grokking_stablemax_long --seed=0 --steps=80000" in after
     assert summary.name_of(summary.label("seed42_f32state")) == "seed42_f32state"
