@@ -63,7 +63,6 @@ from optim_lab.models import functional
 from optim_lab.models import mlp
 from optim_lab.training import allocator
 from optim_lab.training import metrics as metrics_lib
-from optim_lab.training import step as step_lib
 from optim_lab.training import sweep
 from optim_lab.training import train
 
@@ -78,7 +77,6 @@ flags.DEFINE_bool("retain_freed", False, "Call allocator.retain_freed_memory() f
 
 SEEDS = (0, 1)
 LRS = (1e-3, 2e-3, 5e-3, 1e-2)
-EXCLUDE = (step_lib.NONFINITE_CODE,)
 
 
 def _timing(c):
@@ -142,7 +140,7 @@ class _Loop:
             for s, metrics, state in calls:
                 self.latest = state
                 yield s, metrics, state
-        self.windows = train.log_windows(tracked(), config, 0, overlap=not train.donated())
+        self.windows = train.log_windows(tracked(), config, 0)
 
     def run(self, steps):
         target = self.logged + steps
@@ -188,9 +186,7 @@ def _lab_loop(config, step, state, calls) -> _Loop:
             yield s, metrics, at
 
     def close(w):
-        columns = metrics_lib.fetch_columns(w.metrics)
-        divergence.update(w.first, columns)
-        metrics_lib.column_means(columns, exclude=EXCLUDE)
+        divergence.update(w.first, train.window_columns(w.metrics)[0])
     return _Loop(config, run_calls(), close)
 
 

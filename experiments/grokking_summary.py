@@ -407,9 +407,9 @@ def parse_row(line: str) -> dict[str, Any] | None:
     if not (status and peak):
         return None
     steps = int(status.group(1).replace(" ", ""))
+    target = int((status.group(2) or status.group(1)).replace(" ", ""))
     parsed = dict(zip(MILESTONES, map(_parse_cell, cells[2:2 + len(MILESTONES)])))
-    return {"name": name, "label": cells[0], "steps": steps,
-            "target": int((status.group(2) or status.group(1)).replace(" ", "")),
+    return {"name": name, "label": cells[0], "steps": steps, "target": target,
             "hits": {t: p[0] for t, p in parsed.items()},
             "minutes": {t: p[1] for t, p in parsed.items()},
             "cpu_minutes": {t: p[2] for t, p in parsed.items()},
@@ -419,8 +419,7 @@ def parse_row(line: str) -> dict[str, Any] | None:
             "total_min": float(total.group(1)) if total else None,
             "cpu_min": float(total.group(2)) if total else None,
             "load": float(total.group(3)) if total else None,
-            "command": command_for(name, {"steps": int(
-                (status.group(2) or status.group(1)).replace(" ", ""))}),
+            "command": command_for(name, {"steps": target}),
             "carried": True}
 
 

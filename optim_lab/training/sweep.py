@@ -86,7 +86,6 @@ from optim_lab.data import dataset as dataset_lib
 from optim_lab.training import checkpoint
 from optim_lab.training import metrics as metrics_lib
 from optim_lab.training import parallel
-from optim_lab.training import step as step_lib
 from optim_lab.training import train
 from optim_lab.training import workdir as workdir_lib
 from optim_lab.training.errors import Diverged
@@ -95,7 +94,7 @@ from optim_lab.training.state import TrainState
 __all__ = ["Axis", "Member", "Group", "Program", "Partition", "parse_axis", "parse_axes",
            "member_name", "expand", "traceable", "group", "plan", "run", "chunks", "Slot",
            "close_window",
-           "hp_arrays", "stack_states", "member_windows", "member_columns"]
+           "hp_arrays", "stack_states", "member_columns"]
 
 SEED = "seed"
 TRACEABLE_SECTIONS = ("optimizer.", "schedule.", "rescaling.")
@@ -397,7 +396,7 @@ class Program:
     the members' permutations of the current block of epochs (see below);
     each metric is a ``[members]`` array, packed
     (:class:`~optim_lab.training.metrics.Packed`, few leaves to fetch;
-    :func:`member_windows` fetches a window). Only the state is carried:
+    :func:`~optim_lab.training.train.window_columns` fetches a window). Only the state is carried:
     ``hp`` and ``perm`` are inputs, never copied to outputs.
     ``many(state, (hp, perm, source), n)`` runs ``n`` steps in one
     ``lax.scan`` (metrics ``[n, members]``);
@@ -688,24 +687,11 @@ def _member_states(state: TrainState, which: Sequence[int],
     return {i: parallel.replicate(member, mesh) for i, member in out.items()}
 
 
-def member_windows(window: Sequence[metrics_lib.Packed]
-                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """A log window of vmapped metrics, fetched in one transfer.
-
-    Returns:
-        ``(columns, means)``: per metric, its float64 values ``[steps,
-        members]``, and each member's window mean ``[members]`` (bit for bit
-        :func:`~optim_lab.training.metrics.window_mean` of that member's
-        values; the non-finite code is not averaged).
-    """
-    columns = metrics_lib.fetch_columns(window, step_ndim=1)
-    return columns, metrics_lib.column_means(columns, exclude=(step_lib.NONFINITE_CODE,))
-
-
 def member_columns(columns: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
     """Member ``i``'s per-step values (1-D, as a single run's
     :func:`~optim_lab.training.metrics.fetch_columns`) from
-    :func:`member_windows`'s columns."""
+    :func:`~optim_lab.training.train.window_columns`'s ``[steps, members]``
+    columns."""
     return {k: v[:, i] for k, v in columns.items()}
 
 
@@ -775,7 +761,7 @@ def _train(part: Partition, slots: Sequence[Slot], label: str,
         for i, slot in enumerate(slots):
             slot.record = _eval_record(c, host, i)
         _write(slots, 0)
-    for w in train.log_windows(part.calls(), c, part.start, overlap=not train.donated()):
+    for w in train.log_windows(part.calls(), c, part.start):
         close_window(part, slots, w)
         if reporter:
             _report(reporter, label, w.step, slots)
@@ -787,7 +773,7 @@ def close_window(part: Partition, slots: Sequence[Slot], w: train.Window) -> Non
     """Logs every live member's window (averages, evaluation), saves the
     checkpoints due and stops the members that diverged (checkpointed)."""
     c, s = part.config, w.step
-    columns, means = member_windows(w.metrics)
+    columns, means = train.window_columns(w.metrics, step_ndim=1)  # [steps, members]
     evals = part.evaluate(w.state) if s % c.eval_every == 0 or w.last else None
     diverged = []
     for i, slot in enumerate(slots):

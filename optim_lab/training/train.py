@@ -408,17 +408,19 @@ class Window(NamedTuple):
 
 
 def log_windows(calls: Iterable[tuple[int, Any, Any]], config: ml_collections.ConfigDict,
-                start: int, overlap: bool) -> Iterator[Window]:
+                start: int, overlap: bool | None = None) -> Iterator[Window]:
     """The log windows of a run's calls, in order, for the loop to close.
 
     ``calls`` yields ``(step reached, metrics, state)`` per jitted call; a
     window ends at each multiple of ``log_every`` and at the last step. With
-    ``overlap``, a window that needs no evaluation or checkpoint is yielded
-    after the next call has been dispatched, so its fetch and host work
-    overlap that call's computation (the caller must keep the window's state
-    valid: no donation, as a divergence checkpoints it). Windows come in
-    step order either way; a caller may stop consuming at any window.
+    ``overlap`` (default: when the steps do not donate the state, see
+    :func:`donated`), a window that needs no evaluation or checkpoint is
+    yielded after the next call has been dispatched, so its fetch and host
+    work overlap that call's computation (the window's state must stay
+    valid: a divergence checkpoints it). Windows come in step order either
+    way; a caller may stop consuming at any window.
     """
+    overlap = not donated() if overlap is None else overlap
     window, first, pending = [], start + 1, None
     for s, metrics, state in calls:
         window.append(metrics)
@@ -530,6 +532,20 @@ def restore_state(config: ml_collections.ConfigDict,
 def _notice(line: str) -> None:
     if parallel.is_lead():
         print(line, file=sys.stderr, flush=True)
+
+
+def window_columns(window: Sequence[Any], step_ndim: int = 0
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A log window's metrics fetched in one transfer, and their means.
+
+    Returns:
+        ``(columns, means)``: :func:`~optim_lab.training.metrics.fetch_columns`
+        (steps along axis 0, then ``step_ndim`` axes, e.g. a sweep's members)
+        and each metric's window mean but the non-finite code's
+        (:func:`~optim_lab.training.metrics.column_means`).
+    """
+    columns = metrics_lib.fetch_columns(window, step_ndim)
+    return columns, metrics_lib.column_means(columns, exclude=(step_lib.NONFINITE_CODE,))
 
 
 class Divergence:
@@ -663,10 +679,9 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
         def close_window(w: Window) -> dict[str, float]:
             """Logs a window: averages, evaluation, checkpoint; stops on divergence."""
             s, at = w.step, w.state
-            columns = metrics_lib.fetch_columns(w.metrics)
+            columns, means = window_columns(w.metrics)
             diverged = divergence.update(w.first, columns)
-            record = {k: float(v) for k, v in metrics_lib.column_means(
-                columns, exclude=(step_lib.NONFINITE_CODE,)).items()}
+            record = {k: float(v) for k, v in means.items()}
             if s % config.eval_every == 0 or w.last:
                 record.update(evaluate(at))
             parallel.agree(functools.partial(writer.write, s, record), lead_only=True)
@@ -694,7 +709,7 @@ def _run(config, workdir, data, fn, loss_fn, tx, post_step, progress, state, sta
                 s += n
                 yield s, step_metrics, at
 
-        for w in log_windows(calls(), config, start, overlap=not donated()):
+        for w in log_windows(calls(), config, start):
             record = close_window(w)
     finally:
         writer.close()
