@@ -24,19 +24,33 @@ reruns those two MLP commands from the reference's own seed-42 split and
 initial weights (``tests/golden/grokking_start.npz``), so the lab can be set
 beside those figures like for like.
 
+With ``--reference_start`` (default on) every transformer run is repeated from
+the reference transformer's own seed-42 split and initial weights
+(``tests/golden/grokking_transformer.npz``, written by
+``tests/golden/gen_grokking_transformer.py``, which also recorded the
+reference's own curves for the same commands): those rows stand beside the
+reference's, same start, same optimizer; only the dropout masks differ (torch's
+generator vs the lab's ``(seed, step)`` keys).
+
 Writes ``results/grokking/transformer.md`` and ``transformer.png``; run
-directories under ``--root`` resume / are reused.
+directories under ``--root`` resume / are reused, and each finished run is
+archived (config, metrics cut to what the report reads, wall-clock) under
+``results/grokking/transformer_runs/``, from which ``--report_only`` rebuilds
+the report when the run directories are gone.
 """
 
 from __future__ import annotations
 
 import math
 import pathlib
+import re
 from collections.abc import Sequence
 
+import numpy as np
 from absl import flags
 
 from experiments import _cli
+from experiments import grokking_summary
 from experiments.configs import grokking
 from experiments.configs import grokking_stablemax_long_ref
 from experiments.configs import grokking_transformer
@@ -51,9 +65,14 @@ flags.DEFINE_list("lrs", ["5e-3"], "Learning rates of the transformer runs.")
 flags.DEFINE_list("variants", ["orthograd_adamw", "adamw_wd1.5", "adamw"],
                   "Transformer optimizer variants (see the module docstring).")
 flags.DEFINE_list("extra", [], "More transformer runs beyond the --lrs x --variants grid, "
-                  "as VARIANT:LR (e.g. orthograd_adamw:1e-2).")
+                  "as VARIANT:LR[:STEPS] (e.g. orthograd_adamw:1e-3:2000; STEPS "
+                  "defaults to --steps).")
 flags.DEFINE_integer("steps", 500, "Full-batch steps per run.", lower_bound=1)
 flags.DEFINE_integer("eval_every", 20, "Evaluation interval (a multiple of 10).", lower_bound=10)
+flags.DEFINE_bool("lab_start", True, "Run every transformer run from the lab's own "
+                  "split and init of seed 42.")
+flags.DEFINE_bool("reference_start", True, "Also run every transformer run from the "
+                  "reference transformer's seed-42 split and initial weights.")
 flags.DEFINE_bool("mlp_anchor", True, "Also run the Fig. 6b MLP commands from the "
                   "reference's start (lr 5e-3, AdamW and ⊥AdamW).")
 flags.DEFINE_integer("d_model", None, "Override the transformer width (smoke runs).")
@@ -81,7 +100,10 @@ REFERENCE_MLP = {
                             "final_train": 0.88},
     "mlp_adamw": {"text": "test ≤ 0.09 % throughout (below chance, 0.88 %); train 100 % at 80"},
 }
-CHECKPOINTS = (120, 160, 300, 500, 1000)
+REFERENCE_START = (pathlib.Path(__file__).resolve().parents[1]
+                   / "tests" / "golden" / "grokking_transformer.npz")
+ARCHIVE = "transformer_runs"  # under --results
+CHECKPOINTS = (120, 160, 300, 500, 1000, 2000)
 ANCHOR_STEPS = 500  # the Fig. 6b MLP command runs 500 full-batch steps
 
 
@@ -100,10 +122,15 @@ def _apply(config, opt: dict, f64_state: bool, lr: float, steps: int, eval_every
 
 
 def transformer_config(variant: str, lr: float, steps: int, eval_every: int, *,
+                       start: str | pathlib.Path | None = None,
                        d_model: int | None = None, ff_dim: int | None = None,
                        modulus: int | None = None):
+    """One transformer run; ``start``: a start file (split and initial weights)."""
     _, opt, f64 = VARIANTS[variant]
     config = _apply(grokking_transformer.get_config(), opt, f64, lr, steps, eval_every)
+    if start is not None:
+        config.data.split_from = str(start)
+        config.model.init_from = str(start)
     if d_model:
         config.model.d_model = d_model
     if ff_dim:
@@ -131,14 +158,36 @@ def _first(evals, key: str, threshold: float) -> int | None:
     return next((r["step"] for r in evals if r[key] >= threshold), None)
 
 
-def run_name(variant: str, lr: float) -> str:
-    return f"{variant}_lr{lr:g}"
+def run_name(variant: str, lr: float, reference_start: bool = False) -> str:
+    return f"{'ref_' if reference_start else ''}{variant}_lr{lr:g}"
 
 
-def summarize(name: str, label: str, records: Sequence[dict]) -> dict:
+def reference_curves(path: str | pathlib.Path = REFERENCE_START) -> dict:
+    """The reference's own transformer runs in a start file ->
+    ``{(variant, lr): records}``, records shaped like the lab's eval records
+    (``step`` = optimizer steps taken: the reference's epoch + 1)."""
+    with np.load(path) as z:
+        names = {k.rpartition("/")[0] for k in z.files if k.endswith("/test_acc")}
+        out = {}
+        for name in names:
+            m = re.fullmatch(r"(.+)_lr([0-9.e-]+)", name)
+            if not m or m.group(1) not in VARIANTS:
+                raise ValueError(f"{path}: unknown reference run {name!r}")
+            out[(m.group(1), float(m.group(2)))] = [
+                {"step": int(s), "train/loss": float(loss), "train/accuracy": float(tr),
+                 "test/accuracy": float(te), "params/global/norm": float(n)}
+                for s, loss, tr, te, n in zip(*(z[f"{name}/{k}"] for k in (
+                    "steps", "train_loss", "train_acc", "test_acc", "weight_norm")))]
+    return out
+
+
+def summarize(name: str, label: str, records: Sequence[dict], *, offset: int = 0) -> dict:
+    """Table row of a run; ``offset``: the checkpoint cells read the value
+    logged at step ``s + offset`` (1 for the reference, which logs after steps
+    1, 11, 21, …)."""
     evals = _evals(records)
     trained = [r for r in evals if r["step"] > 0] or evals  # max over trained steps
-    at = {r["step"]: r["test/accuracy"] for r in evals}
+    at = {r["step"] - offset: r["test/accuracy"] for r in evals}
     last = evals[-1]
     return {"name": name, "label": label, "steps": last["step"],
             "at": {s: at.get(s) for s in CHECKPOINTS},
@@ -178,18 +227,23 @@ def observations(rows: Sequence[dict]) -> list[str]:
     return out + [""] if out else []
 
 
-def render(rows: Sequence[dict], anchors: Sequence[dict], command: str) -> str:
+def _line(r: dict, label: str | None = None) -> str:
+    return (f"| {label or r['label']} | {r['steps']} | "
+            + " | ".join(_pct(r["at"][s]) for s in CHECKPOINTS)
+            + f" | {_pct(r['max_test'])} | {_pct(r['final_train'])} | "
+            f"{_step(r['train100'])} | {_step(r['test50'])} | {_step(r['test90'])} | "
+            f"{_norm(r['norm'])} |")
+
+
+def render(rows: Sequence[dict], anchors: Sequence[dict], command: str,
+           ref_rows: Sequence[tuple[dict, dict | None]] = ()) -> str:
+    """The report; ``ref_rows``: (lab row from the reference start, the
+    reference's own row for the same command or ``None``)."""
     head = ("| run | steps | " + " | ".join(f"test @{s}" for s in CHECKPOINTS)
             + " | max test | final train | train 100 % at | test ≥ 50 % at | "
             "test ≥ 90 % at | final weight norm |")
     sep = "|" + "---|" * (len(CHECKPOINTS) + 8)
-
-    def line(r):
-        return (f"| {r['label']} | {r['steps']} | "
-                + " | ".join(_pct(r["at"][s]) for s in CHECKPOINTS)
-                + f" | {_pct(r['max_test'])} | {_pct(r['final_train'])} | "
-                f"{_step(r['train100'])} | {_step(r['test50'])} | {_step(r['test90'])} | "
-                f"{_norm(r['norm'])} |")
+    line = _line
 
     out = ["# Fig. 6: ⊥AdamW vs AdamW (wd 1.5) vs AdamW", "",
            f"Regenerate: `{command}`", "",
@@ -201,10 +255,27 @@ def render(rows: Sequence[dict], anchors: Sequence[dict], command: str) -> str:
            "β2 0.999, ε 1e-8 (torch's AdamW defaults, which the released wrapper ran); "
            "AdamW: β2 0.99, "
            "ε 1e-25 (the CLI defaults) with a float64 Adam state (flush-to-zero), weight "
-           "decay 1.5 or 0. The reference command is lr 1e-3 for 5 000 epochs; no "
-           "reference numbers were measured for the transformer.", "", head, sep]
+           "decay 1.5 or 0. The reference command is lr 1e-3 for 5 000 epochs.", "",
+           head, sep]
     out += [line(r) for r in rows]
     out += ["", *observations(rows)]
+    if ref_rows:
+        out += ["", "## Transformer from the reference's start, beside the reference", "",
+                "The same runs from the reference transformer's own seed-42 split and "
+                "initial weights (`tests/golden/grokking_transformer.npz`, recorded with "
+                "`tests/golden/gen_grokking_transformer.py` from the unmodified "
+                "`grokking_experiments.py` @ 0cc9e8d, torch 2.13.0 CPU, together with the "
+                "reference's own curves for the same commands, shown in italics). From "
+                "this start the lab's initial logits equal the reference's within a few "
+                "float32 ulps (`tests/data/test_reference_start.py`); what still differs "
+                "is the dropout masks (torch's generator vs the lab's (seed, step) keys). "
+                "The reference logs after steps 1, 11, 21, …: its cell at step s shows "
+                "the value after step s + 1.", "", head, sep]
+        for lab, ref in ref_rows:
+            out.append(line(lab))
+            if ref is not None:
+                out.append(_line(ref, "*reference (torch)*"))
+        out += ["", *observations([r for r, _ in ref_rows])]
     if anchors:
         out += ["", "## The lr 5e-3 reference figures are the Fig. 6b MLP runs", "",
                 "The reference figures measured on this machine at lr 5e-3 (⊥AdamW 47 % "
@@ -231,28 +302,37 @@ def render(rows: Sequence[dict], anchors: Sequence[dict], command: str) -> str:
 
 
 def plot(runs: Sequence[tuple[str, pathlib.Path]], anchors: Sequence[tuple[str, pathlib.Path]],
-         out: pathlib.Path) -> pathlib.Path:
+         out: pathlib.Path,
+         ref_runs: Sequence[tuple[str, pathlib.Path, list | None]] = ()) -> pathlib.Path:
+    """Test (solid) and train (dashed) accuracy per panel: the transformer runs,
+    those from the reference's start with the reference's own test curves
+    (dotted), and the Fig. 6b MLP anchors."""
     plt = plotting.plt
-    panels = 2 if anchors else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
-    for ax, group, title in ((axes[0][0], runs, "transformer (Fig. 6a setting)"),
-                             *(((axes[0][1], anchors, "MLP, Fig. 6b commands, reference start"),)
-                               if anchors else ())):
-        for label, wd in group:
+    panels = [(runs, "transformer (Fig. 6a setting), lab start")]
+    if ref_runs:
+        panels.append((ref_runs, "transformer, reference start (dotted: torch)"))
+    if anchors:
+        panels.append((anchors, "MLP, Fig. 6b commands, reference start"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (group, title) in zip(axes[0], panels):
+        for label, wd, *ref in group:
             records = _evals(rundir.read_metrics(wd))
             steps = [r["step"] for r in records]
             line, = ax.plot(steps, [r["test/accuracy"] for r in records], "-",
                             label=f"{label} test")
             ax.plot(steps, [r["train/accuracy"] for r in records], "--", color=line.get_color(),
                     label=f"{label} train")
+            if ref and ref[0]:
+                ax.plot([r["step"] for r in ref[0]], [r["test/accuracy"] for r in ref[0]],
+                        ":", color=line.get_color(), label=f"{label} test, reference")
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
     if anchors:
         ref = REFERENCE_MLP["mlp_orthograd_adamw"]["test"]
-        axes[0][1].plot(list(ref), list(ref.values()), "kx", markersize=8,
-                        label="reference ⊥AdamW test (torch)")
+        axes[0][-1].plot(list(ref), list(ref.values()), "kx", markersize=8,
+                         label="reference ⊥AdamW test (torch)")
     for ax in axes[0]:
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -262,49 +342,79 @@ def plot(runs: Sequence[tuple[str, pathlib.Path]], anchors: Sequence[tuple[str, 
     return out
 
 
+def _run(config, root: pathlib.Path, archive: pathlib.Path, name: str,
+         report_only: bool) -> pathlib.Path:
+    """Trains (or resumes) run ``name`` unless ``report_only``; archives it and
+    returns the archived directory (the archive alone when the run directory
+    is gone)."""
+    workdir = root / name
+    if not report_only:
+        train.train_and_evaluate(config, workdir)
+    if rundir.read_metrics(workdir):
+        return grokking_summary.archive_run(workdir, archive)
+    if rundir.read_metrics(archive / name):
+        return archive / name
+    raise ValueError(f"--report_only: no run in {workdir} (nor archived in "
+                     f"{archive / name}); train it first")
+
+
 def run_all(root, results, *, lrs: Sequence[float], variants: Sequence[str], steps: int,
             eval_every: int, mlp_anchor: bool, command: str, report_only: bool = False,
-            extra: Sequence[tuple[str, float]] = (), **model) -> tuple[list, list]:
+            extra: Sequence[tuple[str, float, int | None]] = (), lab_start: bool = True,
+            reference_start: bool = False, start_file=REFERENCE_START,
+            **model) -> tuple[list, list]:
+    """Every run of the grid (``lrs`` x ``variants``, then ``extra``): with
+    ``reference_start`` from ``start_file``, then with ``lab_start`` from the
+    lab's own start; then the report and plot. Returns ``(rows, anchors)``."""
     root, results = pathlib.Path(root), pathlib.Path(results)
-
-    def train_and_evaluate(config, workdir):
-        if not report_only:
-            train.train_and_evaluate(config, workdir)
-        elif not rundir.read_metrics(workdir):
-            raise ValueError(f"--report_only: no run in {workdir}; train it first")
-
-    rows, anchors, curves, anchor_curves = [], [], [], []
+    archive = results / ARCHIVE
+    reference = reference_curves(start_file) if reference_start else {}
+    rows, anchors, ref_rows, curves, anchor_curves, ref_curves = [], [], [], [], [], []
     if mlp_anchor:
         for name, (label, _) in MLP_ANCHORS.items():
             print(f"== {label}", flush=True)
-            train_and_evaluate(mlp_anchor_config(name, ANCHOR_STEPS, eval_every), root / name)
-            anchors.append(summarize(name, label, rundir.read_metrics(root / name)))
-            anchor_curves.append((label, root / name))
-    for variant, lr in [*((v, lr) for lr in lrs for v in variants), *extra]:
+            wd = _run(mlp_anchor_config(name, ANCHOR_STEPS, eval_every), root, archive, name,
+                      report_only)
+            anchors.append(summarize(name, label, rundir.read_metrics(wd)))
+            anchor_curves.append((label, wd))
+    grid = [*((v, lr, None) for lr in lrs for v in variants), *extra]
+    starts = [True] * reference_start + [False] * lab_start
+    for ref_start, (variant, lr, run_steps) in ((s, g) for s in starts for g in grid):
         label = f"{VARIANTS[variant][0]}, lr {lr:g}"
-        name = run_name(variant, lr)
-        print(f"== transformer: {label}", flush=True)
-        config = transformer_config(variant, lr, steps, eval_every, **model)
-        train_and_evaluate(config, root / name)
-        row = summarize(name, label, rundir.read_metrics(root / name))
-        rows.append({**row, "lr": lr, "variant_label": VARIANTS[variant][0]})
-        curves.append((label, root / name))
+        name = run_name(variant, lr, ref_start)
+        print(f"== transformer{', reference start' if ref_start else ''}: {label}",
+              flush=True)
+        config = transformer_config(variant, lr, run_steps or steps, eval_every,
+                                    start=start_file if ref_start else None, **model)
+        wd = _run(config, root, archive, name, report_only)
+        row = {**summarize(name, label, rundir.read_metrics(wd)), "lr": lr,
+               "variant_label": VARIANTS[variant][0]}
+        if not ref_start:
+            rows.append(row)
+            curves.append((label, wd))
+            continue
+        ref = reference.get((variant, lr))
+        ref_rows.append((row, ref and summarize(f"torch_{name}", label, ref, offset=1)))
+        ref_curves.append((label, wd, ref))
     results.mkdir(parents=True, exist_ok=True)
-    (results / "transformer.md").write_text(render(rows, anchors, command))
-    plot(curves, anchor_curves, results / "transformer.png")
+    (results / "transformer.md").write_text(render(rows, anchors, command, ref_rows))
+    plot(curves, anchor_curves, results / "transformer.png", ref_curves)
     return rows, anchors
 
 
-def parse_extra(spec: str) -> tuple[str, float]:
-    """``VARIANT:LR`` of ``--extra`` -> ``(variant, lr)``.
+def parse_extra(spec: str) -> tuple[str, float, int | None]:
+    """``VARIANT:LR[:STEPS]`` of ``--extra`` -> ``(variant, lr, steps or None)``.
 
     Examples:
         >>> parse_extra("orthograd_adamw:1e-2")
-        ('orthograd_adamw', 0.01)
+        ('orthograd_adamw', 0.01, None)
+        >>> parse_extra("orthograd_adamw:1e-3:2000")
+        ('orthograd_adamw', 0.001, 2000)
     """
-    variant, sep, lr = spec.partition(":")
+    variant, sep, rest = spec.partition(":")
+    lr, _, steps = rest.partition(":")
     if not sep or variant not in VARIANTS:
-        raise ValueError(f"--extra: {spec!r} is not VARIANT:LR with VARIANT one of "
+        raise ValueError(f"--extra: {spec!r} is not VARIANT:LR[:STEPS] with VARIANT one of "
                          f"{', '.join(VARIANTS)}")
     try:
         value = float(lr)
@@ -312,7 +422,11 @@ def parse_extra(spec: str) -> tuple[str, float]:
         raise ValueError(f"--extra: {spec!r}: learning rate {lr!r} is not a number") from None
     if not value > 0:
         raise ValueError(f"--extra: {spec!r}: the learning rate must be > 0")
-    return variant, value
+    if not steps:
+        return variant, value, None
+    if not steps.isdigit() or int(steps) < 1:
+        raise ValueError(f"--extra: {spec!r}: STEPS must be a positive integer, got {steps!r}")
+    return variant, value, int(steps)
 
 
 def main(argv):
@@ -326,12 +440,16 @@ def main(argv):
         if FLAGS.eval_every % 10:
             raise ValueError(f"--eval_every must be a multiple of 10, got {FLAGS.eval_every}")
     flags_used = [f"--lrs={','.join(FLAGS.lrs)}", f"--steps={FLAGS.steps}"] + (
-        [f"--extra={','.join(FLAGS.extra)}"] if FLAGS.extra else [])
+        [f"--extra={','.join(FLAGS.extra)}"] if FLAGS.extra else []) + [
+        f"--no{name}" for name in ("lab_start", "reference_start", "mlp_anchor")
+        if not FLAGS[name].value]
     command = "python -m experiments.grokking_transformer " + " ".join(flags_used)
+    smoke = bool(FLAGS.d_model or FLAGS.ff_dim or FLAGS.modulus)  # no start file fits
     run_all(FLAGS.root, FLAGS.results, lrs=lrs, variants=FLAGS.variants, steps=FLAGS.steps,
             eval_every=FLAGS.eval_every, mlp_anchor=FLAGS.mlp_anchor and not FLAGS.modulus,
-            command=command, report_only=FLAGS.report_only, extra=extra, d_model=FLAGS.d_model,
-            ff_dim=FLAGS.ff_dim, modulus=FLAGS.modulus)
+            command=command, report_only=FLAGS.report_only, extra=extra,
+            lab_start=FLAGS.lab_start, reference_start=FLAGS.reference_start and not smoke,
+            d_model=FLAGS.d_model, ff_dim=FLAGS.ff_dim, modulus=FLAGS.modulus)
     print((pathlib.Path(FLAGS.results) / "transformer.md").read_text())
 
 

@@ -7,10 +7,13 @@ seed 42): the reference's train / test indices into the modular-arithmetic
 table (row ``p·a + b`` holds the pair ``(a, b)``, the order of
 :func:`optim_lab.data.modular.modular_arithmetic`), its initial MLP weights in
 torch layout (``Linear.weight``: ``(out, in)``) and its first training
-losses. This module reads such a file into the lab's layouts: index arrays
-for the data, and flax ``Linear`` kernels ``(in, out)`` in the nested-dict
-layout of :func:`optim_lab.models.functional.functionalize`
-(``{"layers": {0: {"kernel": ...}, ...}}``).
+losses; ``tests/golden/gen_grokking_transformer.py`` writes the same for the
+Fig. 6a transformer (the reference's ``state_dict`` keys). This module reads
+such a file into the lab's layouts: index arrays for the data, and params in
+the nested-dict layout of :func:`optim_lab.models.functional.functionalize`
+— flax ``Linear`` kernels ``(in, out)`` (``{"layers": {0: {"kernel": ...}}}``
+for the MLP; :class:`~optim_lab.models.grokking_transformer.GrokkingTransformer`
+names for the transformer, :func:`torch_transformer_to_flax`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,25 @@ import numpy as np
 
 _WEIGHT = re.compile(r"^init/layers\.(\d+)\.weight$")
 _BIAS = re.compile(r"^init/layers\.(\d+)\.bias$")
+# The reference Transformer's state_dict -> GrokkingTransformer params:
+# (pattern, path template, transpose). Linear weights are (out, in) in torch.
+_TRANSFORMER = (
+    (r"embedding\.weight", ("embedding", "embedding"), False),
+    (r"transformer\.layers\.(\d+)\.self_attn\.in_proj_weight",
+     ("layers_{0}", "self_attn", "in_proj", "kernel"), True),
+    (r"transformer\.layers\.(\d+)\.self_attn\.in_proj_bias",
+     ("layers_{0}", "self_attn", "in_proj", "bias"), False),
+    (r"transformer\.layers\.(\d+)\.self_attn\.out_proj\.weight",
+     ("layers_{0}", "self_attn", "out_proj", "kernel"), True),
+    (r"transformer\.layers\.(\d+)\.self_attn\.out_proj\.bias",
+     ("layers_{0}", "self_attn", "out_proj", "bias"), False),
+    (r"transformer\.layers\.(\d+)\.(linear[12])\.weight", ("layers_{0}", "{1}", "kernel"), True),
+    (r"transformer\.layers\.(\d+)\.(linear[12])\.bias", ("layers_{0}", "{1}", "bias"), False),
+    (r"transformer\.layers\.(\d+)\.(norm[12])\.weight", ("layers_{0}", "{1}", "scale"), False),
+    (r"transformer\.layers\.(\d+)\.(norm[12])\.bias", ("layers_{0}", "{1}", "bias"), False),
+    (r"linear\.weight", ("head", "kernel"), True),
+    (r"linear\.bias", ("head", "bias"), False),
+)
 
 
 class ReferenceStart(NamedTuple):
@@ -83,6 +105,43 @@ def torch_linear_to_flax(arrays: dict[str, np.ndarray]) -> dict:
     return {"layers": {i: layers[i] for i in sorted(layers)}}
 
 
+def torch_transformer_to_flax(arrays: dict[str, np.ndarray]) -> dict:
+    """The grokking reference's ``Transformer`` ``state_dict`` (``init/<key>``)
+    -> :class:`~optim_lab.models.grokking_transformer.GrokkingTransformer` params.
+
+    Linear weights ``(out, in)`` become kernels ``(in, out)`` (the fused q/k/v
+    ``in_proj_weight`` keeps its q, k, v order along the output axis, as the
+    lab's ``in_proj`` splits it); LayerNorm ``weight`` becomes ``scale``; the
+    head is the reference's ``linear``. Unknown ``init/`` keys are an error.
+
+    Examples:
+        >>> import numpy as np
+        >>> p = torch_transformer_to_flax({
+        ...     "init/embedding.weight": np.zeros((7, 4)),
+        ...     "init/transformer.layers.0.self_attn.in_proj_weight": np.zeros((12, 4)),
+        ...     "init/linear.weight": np.zeros((7, 4))})
+        >>> p["layers_0"]["self_attn"]["in_proj"]["kernel"].shape, p["head"]["kernel"].shape
+        ((4, 12), (4, 7))
+    """
+    params: dict = {}
+    for key, value in arrays.items():
+        if not key.startswith("init/"):
+            continue
+        for pattern, template, transpose in _TRANSFORMER:
+            if m := re.fullmatch(pattern, key[len("init/"):]):
+                break
+        else:
+            raise ValueError(f"{key}: not a parameter of the reference Transformer")
+        *parents, leaf = (t.format(*m.groups()) for t in template)
+        node = params
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = np.ascontiguousarray(value.T) if transpose else value
+    if "embedding" not in params:
+        raise ValueError("no init/embedding.weight: not a transformer start file")
+    return params
+
+
 def match_params(params: Any, like: Any) -> Any:
     """Checks ``params`` against a template (a model's params: same tree and
     shapes) and casts each leaf to the template's dtype.
@@ -131,11 +190,14 @@ def load_start(path: str | os.PathLike, like: Any = None) -> ReferenceStart:
 
         The grokking reference's seed-42 start is
         ``tests/golden/grokking_start.npz`` (5 107 / 7 662 rows, MLP
-        226-200-200-113 without biases, float32).
+        226-200-200-113 without biases, float32);
+        ``tests/golden/grokking_transformer.npz`` holds its Fig. 6a
+        transformer's (5 017 / 7 527 rows, float32).
     """
     arrays, meta = _read(path)
     train, test, _ = load_split(path)
-    params = torch_linear_to_flax(arrays)
+    transformer = "init/embedding.weight" in arrays
+    params = (torch_transformer_to_flax if transformer else torch_linear_to_flax)(arrays)
     if like is not None:
         params = match_params(params, like)
     return ReferenceStart(train, test, params, meta)

@@ -1,6 +1,9 @@
 """The grokking reference's seed-42 start (tests/golden/grokking_start.npz):
 its split and initial weights load into the lab's data and MLP, and the lab's
 first 20 full-batch AdamW + StableMax steps reproduce the reference's losses.
+The Fig. 6a transformer's start (tests/golden/grokking_transformer.npz, from
+``gen_grokking_transformer.py``) loads into the lab's transformer, whose
+eval-mode logits then equal the reference model's.
 
 The golden comes from ``gen_grokking_start.py`` (the reference @ 0cc9e8d,
 torch 2.13.0, Fig. 1b setting: AdamW lr 1e-2, betas (0.9, 0.999), eps 1e-25,
@@ -177,3 +180,60 @@ def test_load_errors(tmp_path):
                                                           "bias": np.zeros(3)}}})
     with pytest.raises(ValueError, match="layer indices"):
         reference_start.torch_linear_to_flax({"init/layers.1.weight": np.ones((2, 2))})
+
+
+TRANSFORMER = goldens.GOLDEN_DIR / "grokking_transformer.npz"
+
+
+@pytest.fixture(scope="module")
+def transformer_start():
+    from experiments import grokking_transformer as driver
+    from optim_lab.training import train
+    config = driver.transformer_config("orthograd_adamw", 5e-3, 10, 10, start=TRANSFORMER)
+    data, fn, _, _ = train.setup(config)
+    return data, fn, goldens.load("grokking_transformer")[0]
+
+
+def test_transformer_start_loads_split_and_weights(transformer_start):
+    data, fn, arrays = transformer_start
+    assert (data.train_x.shape, data.test_x.shape) == ((5017, 2), (7527, 2))
+    # the reference's table: row 112 (i - 1) + (j - 1) holds (i, j), i, j in [1, 112]
+    rows = arrays["train_idx"].astype(np.int64)
+    np.testing.assert_array_equal(data.train_x, np.stack([1 + rows // 112, 1 + rows % 112], 1))
+    np.testing.assert_array_equal(data.train_y, np.asarray(data.train_x).sum(1) % 113)
+    p = fn.params
+    np.testing.assert_array_equal(p["embedding"]["embedding"], arrays["init/embedding.weight"])
+    layer = "init/transformer.layers.0."
+    np.testing.assert_array_equal(p["layers_0"]["self_attn"]["in_proj"]["kernel"],
+                                  arrays[layer + "self_attn.in_proj_weight"].T)
+    np.testing.assert_array_equal(p["layers_0"]["linear2"]["kernel"],
+                                  arrays[layer + "linear2.weight"].T)
+    np.testing.assert_array_equal(p["layers_0"]["norm1"]["scale"], arrays[layer + "norm1.weight"])
+    np.testing.assert_array_equal(p["head"]["bias"], arrays["init/linear.bias"])
+    n_file = sum(v.size for k, v in arrays.items() if k.startswith("init/"))
+    assert n_file == sum(x.size for x in jax.tree.leaves(p))  # every parameter came from it
+
+
+def test_transformer_forward_matches_the_reference(transformer_start):
+    """Eval-mode logits of the reference's first 64 training pairs and its
+    full-batch loss at the start, float32 on both sides: summation orders
+    differ (XLA vs torch), so a few ulps of the logits' scale."""
+    data, fn, arrays = transformer_start
+    logits, _ = fn.apply(fn.params, fn.model_state, data.train_x, False)
+    ref = arrays["init_logits"]
+    scale = float(np.abs(ref).max())
+    np.testing.assert_allclose(np.asarray(logits[:len(ref)]), ref, rtol=0,
+                               atol=32 * F32_EPS * scale)
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    loss = -float(jnp.mean(jnp.take_along_axis(logp, data.train_y[:, None], 1)))
+    np.testing.assert_allclose(loss, float(arrays["init_train_loss"]), rtol=32 * F32_EPS)
+    # a random start's loss, near ln 113 (not, e.g., a file of zeros)
+    assert loss > 4.5 and abs(loss - np.log(113)) < 0.5
+
+
+def test_transformer_mapping_errors():
+    with pytest.raises(ValueError, match="not a parameter of the reference Transformer"):
+        reference_start.torch_transformer_to_flax({"init/embedding.weight": np.zeros((3, 2)),
+                                                   "init/transformer.pos.weight": np.zeros(2)})
+    with pytest.raises(ValueError, match="not a transformer start file"):
+        reference_start.torch_transformer_to_flax({"init/linear.weight": np.zeros((3, 2))})

@@ -109,9 +109,72 @@ def test_driver_variants_and_report(tmp_path):
     assert again[0]["steps"] == 4
     assert "| ⊥AdamW, lr 0.005 | 4 |" in (tmp_path / "results" / "transformer.md").read_text()
     with pytest.raises(ValueError, match="--report_only: no run in"):
-        driver.run_all(tmp_path / "none", tmp_path / "results", lrs=[5e-3],
+        driver.run_all(tmp_path / "none", tmp_path / "other", lrs=[5e-3],
                        variants=["adamw"], steps=4, eval_every=20, mlp_anchor=False,
                        command="cmd", report_only=True, d_model=32, ff_dim=64, modulus=11)
+
+
+def _tiny_start(path, curves: dict):
+    """A start file in the generator's format for the tiny transformer: its
+    own params in torch layout, a 40 / 60 split of the 10 x 10 table and
+    fake reference curves."""
+    _, fn, _, _ = train.setup(driver.transformer_config("adamw", 5e-3, 4, 20, d_model=32,
+                                                        ff_dim=64, modulus=11))
+    p = jax.tree.map(np.asarray, fn.params)
+    layer, attn = p["layers_0"], p["layers_0"]["self_attn"]
+    torch = {"embedding.weight": p["embedding"]["embedding"] + 1.0,  # not the lab's init
+             "linear.weight": p["head"]["kernel"].T, "linear.bias": p["head"]["bias"]}
+    pre = "transformer.layers.0."
+    torch.update({pre + "self_attn.in_proj_weight": attn["in_proj"]["kernel"].T,
+                  pre + "self_attn.in_proj_bias": attn["in_proj"]["bias"],
+                  pre + "self_attn.out_proj.weight": attn["out_proj"]["kernel"].T,
+                  pre + "self_attn.out_proj.bias": attn["out_proj"]["bias"]})
+    for name in ("linear1", "linear2"):
+        torch.update({f"{pre}{name}.weight": layer[name]["kernel"].T,
+                      f"{pre}{name}.bias": layer[name]["bias"]})
+    for name in ("norm1", "norm2"):
+        torch.update({f"{pre}{name}.weight": layer[name]["scale"],
+                      f"{pre}{name}.bias": layer[name]["bias"]})
+    rows = np.random.default_rng(0).permutation(100)
+    np.savez(path, train_idx=rows[:40], test_idx=rows[40:],
+             **{f"init/{k}": v for k, v in torch.items()},
+             **{f"{name}/{k}": np.asarray(v) for name, c in curves.items() for k, v in c.items()})
+    return path
+
+
+def test_reference_start_runs_beside_the_reference_curves(tmp_path):
+    """Each run again from the start file, its row beside the file's reference
+    curve; everything archived, so --report_only works with the runs gone."""
+    ref = {"steps": [1, 11], "train_loss": [2.0, 1.0], "train_acc": [0.1, 1.0],
+           "test_acc": [0.05, 0.75], "weight_norm": [5.0, 6.0]}
+    start = _tiny_start(tmp_path / "start.npz", {"orthograd_adamw_lr5e-3": ref})
+    assert driver.reference_curves(start)[("orthograd_adamw", 5e-3)][1] == {
+        "step": 11, "train/loss": 1.0, "train/accuracy": 1.0, "test/accuracy": 0.75,
+        "params/global/norm": 6.0}
+    kw = dict(lrs=[5e-3], variants=["orthograd_adamw"], steps=4, eval_every=20,
+              mlp_anchor=False, command="cmd", reference_start=True, start_file=start,
+              d_model=32, ff_dim=64, modulus=11)
+    driver.run_all(tmp_path / "runs", tmp_path / "results", **kw)
+    runs = tmp_path / "runs"
+    config = json.loads((runs / "ref_orthograd_adamw_lr0.005" / "config.json").read_text())
+    assert config["model"]["init_from"] == config["data"]["split_from"] == str(start)
+    lab0, ref0 = (rundir.read_metrics(runs / n)[0] for n in ("orthograd_adamw_lr0.005",
+                                                             "ref_orthograd_adamw_lr0.005"))
+    assert lab0["train/loss"] != ref0["train/loss"]  # another start
+    text = (tmp_path / "results" / "transformer.md").read_text()
+    section = text.split("## Transformer from the reference's start")[1]
+    lines = [x for x in section.splitlines() if x.startswith("| ")][1:]
+    assert lines[0].startswith("| ⊥AdamW, lr 0.005 | 4 |")
+    assert lines[1].startswith("| *reference (torch)* | 11 |")  # steps of its curve
+    assert "| 75.0 % |" in lines[1] and lines[1].split(" | ")[-3] == "11"  # ≥ 50 % at 11
+    archive = tmp_path / "results" / driver.ARCHIVE
+    assert sorted(p.name for p in archive.iterdir()) == [
+        "orthograd_adamw_lr0.005", "ref_orthograd_adamw_lr0.005"]
+    import shutil
+    shutil.rmtree(runs)
+    (tmp_path / "results" / "transformer.md").unlink()
+    driver.run_all(tmp_path / "runs", tmp_path / "results", report_only=True, **kw)
+    assert (tmp_path / "results" / "transformer.md").read_text() == text
 
 
 def test_mlp_anchor_starts_from_the_reference_start():
@@ -128,6 +191,8 @@ def test_mlp_anchor_starts_from_the_reference_start():
 
 @pytest.mark.parametrize("spec, match", [
     ("orthograd_adamw", "not VARIANT:LR"),
+    ("adamw:1e-3:0", "STEPS must be a positive integer"),
+    ("adamw:1e-3:many", "STEPS must be a positive integer"),
     ("sgd:1e-2", "not VARIANT:LR"),
     ("adamw:fast", "is not a number"),
     ("adamw:-1e-3", "must be > 0"),
