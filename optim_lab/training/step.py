@@ -46,7 +46,15 @@ def describe_nonfinite(code: float) -> str:
 
 
 def _accuracy(logits, labels):
-    return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    """Fraction of correct predictions, exactly 1.0 when all are correct.
+
+    ``jnp.mean`` multiplies by a rounded 1/n (so does XLA for ``count / n``):
+    5 017 correct of 5 017 gave 0.99999994, and "train accuracy 100 %" never
+    happened. Every other value is within an ulp of count / n.
+    """
+    correct = jnp.sum(jnp.argmax(logits, -1) == labels, dtype=jnp.int32)
+    return jnp.where(correct == labels.size, jnp.float32(1),
+                     correct.astype(jnp.float32) / labels.size)
 
 
 def _all_finite(tree) -> jax.Array:
