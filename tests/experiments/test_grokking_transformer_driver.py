@@ -175,6 +175,7 @@ def test_reference_start_runs_beside_the_reference_curves(tmp_path):
     assert lines[0].startswith("| ⊥AdamW, lr 0.005 | 4 |")
     assert lines[1].startswith("| *reference (torch)* | 11 |")  # steps of its curve
     assert "| 75.0 % |" in lines[1] and lines[1].split(" | ")[-3] == "11"  # ≥ 50 % at 11
+    assert "- ⊥AdamW, lr 0.005: test ≥ 50 % at step never (reference 11);" in section
     archive = tmp_path / "results" / driver.ARCHIVE
     assert [p.name for p in archive.iterdir()] == ["ref_orthograd_adamw_lr0.005"]
     import shutil
