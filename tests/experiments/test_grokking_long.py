@@ -223,3 +223,21 @@ def test_rows_of_runs_without_data_are_carried_over(tmp_path):
     assert summary.name_of(summary.label("seed42_f32state")) == "seed42_f32state"
     with pytest.raises(ValueError, match="not a run label"):
         summary.name_of("my run")
+
+
+def test_miss_sentences_say_by_how_much_and_why():
+    def row(name, h50, h90, h95, last, steps=80_000):
+        return {"name": name, "label": name, "steps": steps, "target": 80_000,
+                "hits": {0.5: h50, 0.9: h90, 0.95: h95, 0.99: None},
+                "last": {"test/accuracy": last}, "peak": (last, steps)}
+    made = [row("ref", 35_000, 47_000, 52_500, 0.98), row("seed7", 48_000, 60_500, 65_000, 0.99)]
+    missed = row("seed0", 55_000, 76_000, None, 0.921)
+    (line,) = summary.miss_sentences([*made, missed])
+    assert "seed0 ends at 92.1% (2.9 points short of 95 %, still rising at step 80 000" in line
+    assert "50 % → 90 % in 21 000 steps" in line
+    assert "pass 50 % at 35 000–48 000 and climb from 50 % to 90 % in 12 000–12 500" in line
+    assert "the misses start later, climb more slowly" in line
+    # an unfinished seed is not a miss yet; nothing made it: nothing to compare
+    assert summary.miss_sentences([*made, row("seed0", 55_000, None, None, 0.6,
+                                                       steps=60_000)]) == []
+    assert summary.miss_sentences([missed]) == []
