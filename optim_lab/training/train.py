@@ -27,6 +27,7 @@ at the same step. Checkpoints are saved and restored by all processes.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import math
@@ -407,37 +408,46 @@ class Window(NamedTuple):
     last: bool
 
 
+OVERLAP_CALLS = 4  # calls dispatched before a deferred window is closed
+
+
 def log_windows(calls: Iterable[tuple[int, Any, Any]], config: ml_collections.ConfigDict,
-                start: int, overlap: bool | None = None) -> Iterator[Window]:
+                start: int, overlap: bool | int | None = None) -> Iterator[Window]:
     """The log windows of a run's calls, in order, for the loop to close.
 
     ``calls`` yields ``(step reached, metrics, state)`` per jitted call; a
     window ends at each multiple of ``log_every`` and at the last step. With
     ``overlap`` (default: when the steps do not donate the state, see
     :func:`donated`), a window that needs no evaluation or checkpoint is
-    yielded after the next call has been dispatched, so its fetch and host
-    work overlap that call's computation (the window's state must stay
-    valid: a divergence checkpoints it). Windows come in step order either
-    way; a caller may stop consuming at any window.
+    yielded only after ``overlap`` more calls (``True``: :data:`OVERLAP_CALLS`)
+    have been dispatched, so its fetch and host work overlap their
+    computation instead of leaving the device idle (the window's state must
+    stay valid: a divergence checkpoints it; a divergence is then seen up to
+    that many calls late, and their steps are never logged). Windows come in
+    step order either way, every deferred one before any later window; a
+    caller may stop consuming at any window.
     """
     overlap = not donated() if overlap is None else overlap
-    window, first, pending = [], start + 1, None
+    depth = OVERLAP_CALLS if overlap is True else int(overlap)
+    window, first, pending = [], start + 1, collections.deque()  # [window, calls since]
     for s, metrics, state in calls:
         window.append(metrics)
-        if pending is not None:
-            yield pending
-            pending = None
+        for p in pending:
+            p[1] += 1
+        while pending and pending[0][1] >= depth:
+            yield pending.popleft()[0]
         last = s == config.steps
         if s % config.log_every == 0 or last:
             closing = Window(s, window, first, state, last)
             window, first = [], s + 1
-            if (overlap and not last and s % config.eval_every
-                    and s % config.checkpoint_every):
-                pending = closing
+            if depth and not last and s % config.eval_every and s % config.checkpoint_every:
+                pending.append([closing, 0])
             else:
+                while pending:
+                    yield pending.popleft()[0]
                 yield closing
-    if pending is not None:  # calls ended early (a caller's own cut)
-        yield pending
+    while pending:  # calls ended early (a caller's own cut)
+        yield pending.popleft()[0]
 
 
 class Batches:

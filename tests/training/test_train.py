@@ -230,12 +230,24 @@ def test_log_windows_close_late_only_between_evaluations_and_checkpoints():
             yield s, f"m{s}", f"state{s}"
 
     seen = [(w.step, len(dispatched), w.first, w.metrics, w.state, w.last)
-            for w in train.log_windows(calls(), config, 0, overlap=True)]
+            for w in train.log_windows(calls(), config, 0, overlap=1)]
     # Step 2 needs neither: closed after step 3 is dispatched; 4 (checkpoint),
     # 6 (eval), 8, 12 (last) at once; 10 late.
     assert [(s, d) for s, d, *_ in seen] == [(2, 3), (4, 4), (6, 6), (8, 8), (10, 11),
                                             (12, 12)]
     assert seen[0][2:] == (1, ["m1", "m2"], "state2", False) and seen[-1][-1]
+    # Deeper: a window waits for 3 more calls, but never past a later window
+    # that closes at once (4 flushes 2), and windows stay in step order.
+    dispatched.clear()
+    config.checkpoint_every = 12
+    assert [(w.step, len(dispatched)) for w in
+            train.log_windows(calls(), config, 0, overlap=3)] == [
+        (2, 5), (4, 6), (6, 6), (8, 11), (10, 12), (12, 12)]
+    dispatched.clear()
+    assert [(w.step, len(dispatched)) for w in
+            train.log_windows(calls(), config, 0, overlap=True)] == [
+        (2, 6), (4, 6), (6, 6), (8, 12), (10, 12), (12, 12)]  # OVERLAP_CALLS = 4
+    config.checkpoint_every = 4
     dispatched.clear()
     assert [(w.step, len(dispatched)) for w in
             train.log_windows(calls(), config, 0, overlap=False)] == [
