@@ -30,8 +30,8 @@ memory (``allocator.retain_freed_memory()``, as ``experiments.sweep`` does).
 
 Every log window is closed as between a real run's evaluations (the configs'
 ``eval_every`` and ``checkpoint_every`` are moved past the timed steps): its
-metrics fetched and averaged after the next call is dispatched. Every size of
-scanned call is compiled before timing.
+metrics fetched and averaged after the next ``train.OVERLAP_CALLS`` calls are
+dispatched. Every size of scanned call is compiled before timing.
 
 Writes the "sweep" section of ``results/benchmarks.md``.
 """
@@ -82,7 +82,7 @@ LRS = (1e-3, 2e-3, 5e-3, 1e-2)
 def _timing(c):
     """``c`` for timing the training loop: long enough never to end, with no
     evaluation or checkpoint inside the timed steps (every log window closes
-    after the next call is dispatched, as between evaluations of a real run)."""
+    a few calls later, as between evaluations of a real run)."""
     c.steps = c.eval_every = c.checkpoint_every = 10**6
     return c
 
@@ -467,8 +467,9 @@ def _dispatch_note(digits, digits10, disp) -> str:
         f"(threefry bits and a sort) every step, costs {old_us:.0f} µs per draw. Per step "
         f"the single-run loops cost {k1_us:.0f} µs (steps_per_call=1), {k10_us:.0f} µs "
         "(steps_per_call=10: calls of 10 across epoch ends, each a log window; a window's "
-        "metrics packed into one array per dtype and fetched after the next call is "
-        f"dispatched), {bare_us:.0f} µs (bare, one dispatch per step) and "
+        f"metrics packed into one array per dtype and fetched after the next "
+        f"{train.OVERLAP_CALLS} calls are dispatched), {bare_us:.0f} µs (bare, one "
+        "dispatch per step) and "
         f"{bare_old_us:.0f} µs (bare with `get_batch`): what ten steps per call save is "
         "the per-call overhead (dispatch of the state and metric pytrees, the host loop); "
         "what remains against the bare loop is the lab step's own work (its metrics: "
@@ -483,10 +484,16 @@ def _dispatch_note(digits, digits10, disp) -> str:
         "hyperparameters and the block's permutations are inputs of the step, not "
         "outputs: carried, they were copied every call), and each log window fetched "
         "as one array per dtype and averaged per member in one pass, after the next "
-        "call is dispatched. With `steps_per_call=10` in both loops the single runs "
+        f"{train.OVERLAP_CALLS} calls are dispatched. With `steps_per_call=10` in both "
+        "loops the single runs "
         f"lose most of their dispatch cost too ({seq10_us:.0f} µs per member-step one "
         f"after another, {vm10_us:.0f} µs vmapped): what vmapping then saves is only "
-        "the computation of 8 small steps done as one.")
+        "the computation of 8 small steps done as one. By wall clock the 8-member ratio is "
+        "lower than by CPU time when the runs one after another keep more of the two "
+        "cores busy: CPU seconds per wall-clock second "
+        f"{digits['sequential'] / digits['cpu:sequential']:.2f} one after another, "
+        f"{digits['vmapped'] / digits['cpu:vmapped']:.2f} vmapped (XLA:CPU runs a "
+        "computation on its own thread beside the dispatching host thread).")
 
 
 def _grokking_note(grok, child, costs, machine) -> str:
@@ -587,7 +594,10 @@ def _section(r, digits, digits10, disp, grok, child, costs, machine) -> str:
     ]
     return "\n".join([
         "## Sweeps: vmapped members, scanned dispatch", "",
-        f"Regenerate: `python -m benchmarks.sweep --repeats={r}` · {_report.machine()} · "
+        f"Regenerate: `python -m benchmarks.sweep --repeats={r}"
+        + "".join(f" --{name}={FLAGS[name].value}" for name in ("digits_steps", "grokking_steps")
+                  if FLAGS[name].present)
+        + f"` · {_report.machine()} · "
         f"load average {os.getloadavg()[0]:.1f} at the end", "",
         f"(a) 8 members ({len(SEEDS)} seeds × {len(LRS)} learning rates, AdamW) as one "
         "vmapped program (`sweep.Partition`, what `experiments.sweep` runs) vs the same 8 "

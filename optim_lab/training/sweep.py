@@ -751,8 +751,8 @@ def _train(part: Partition, slots: Sequence[Slot], label: str,
            progress: bool) -> None:
     """The training loop of :func:`~optim_lab.training.train.train_and_evaluate`,
     for every member of a partition: log, eval, checkpoint, divergence stop;
-    a window that needs no evaluation or checkpoint is closed after the next
-    call is dispatched, as there (:func:`~optim_lab.training.train.log_windows`)."""
+    a window that needs no evaluation or checkpoint is closed a few calls
+    later, as there (:func:`~optim_lab.training.train.log_windows`)."""
     c = part.config
     reporter = (metrics_lib.Progress(c.steps, part.start)
                 if progress and parallel.is_lead() else None)

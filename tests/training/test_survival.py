@@ -180,7 +180,7 @@ def test_lock_of_a_killed_process_never_blocks(tmp_path):
 # -- divergence --------------------------------------------------------------------
 
 # eval_every 10: the window ending at step 10 is closed at once; 50: only after
-# the next call is dispatched (host work overlapped), with the same outcome.
+# more calls are dispatched (host work overlapped), with the same outcome.
 @pytest.mark.parametrize("eval_every", [10, 50])
 def test_diverging_run_stops_with_checkpoint(tmp_path, capsys, eval_every):
     cfg = tiny_config(steps=100, log_every=5, eval_every=eval_every, checkpoint_every=50,
