@@ -263,8 +263,6 @@ def render(rows: Sequence[dict], anchors: Sequence[dict], command: str,
             + " | max test | final train | train 100 % at | test ≥ 50 % at | "
             "test ≥ 90 % at | final weight norm |")
     sep = "|" + "---|" * (len(CHECKPOINTS) + 8)
-    line = _line
-
     out = ["# Fig. 6: ⊥AdamW vs AdamW (wd 1.5) vs AdamW", "",
            f"Regenerate: `{command}`", "",
            "## Transformer (Fig. 6a setting)", "",
@@ -277,7 +275,7 @@ def render(rows: Sequence[dict], anchors: Sequence[dict], command: str,
            "ε 1e-25 (the CLI defaults) with a float64 Adam state (flush-to-zero), weight "
            "decay 1.5 or 0. The reference command is lr 1e-3 for 5 000 epochs.", "",
            head, sep]
-    out += [line(r) for r in rows]
+    out += [_line(r) for r in rows]
     out += ["", *observations(rows)]
     if ref_rows:
         out += ["", "## Transformer from the reference's start, beside the reference", "",
@@ -292,7 +290,7 @@ def render(rows: Sequence[dict], anchors: Sequence[dict], command: str,
                 "The reference logs after steps 1, 11, 21, …: its cell at step s shows "
                 "the value after step s + 1.", "", head, sep]
         for lab, ref in ref_rows:
-            out.append(line(lab))
+            out.append(_line(lab))
             if ref is not None:
                 out.append(_line(ref, "*reference (torch)*"))
         out += ["", *compare(ref_rows)]
@@ -305,7 +303,7 @@ def render(rows: Sequence[dict], anchors: Sequence[dict], command: str,
                 "without biases, 40 % split 5 107 / 7 662, softmax CE float32, lr 5e-3, "
                 "same optimizer settings as above):", "", head, sep]
         for r in anchors:
-            out.append(line(r))
+            out.append(_line(r))
             ref = REFERENCE_MLP.get(r["name"], {})
             if "test" in ref:
                 out.append("| *reference (torch)* | 500 | "
@@ -321,12 +319,13 @@ def render(rows: Sequence[dict], anchors: Sequence[dict], command: str,
     return "\n".join(out)
 
 
-def plot(runs: Sequence[tuple[str, pathlib.Path]], anchors: Sequence[tuple[str, pathlib.Path]],
+def plot(runs: Sequence[tuple[str, list]], anchors: Sequence[tuple[str, list]],
          out: pathlib.Path,
-         ref_runs: Sequence[tuple[str, pathlib.Path, list | None]] = ()) -> pathlib.Path:
-    """Test (solid) and train (dashed) accuracy per panel: the transformer runs,
-    those from the reference's start with the reference's own test curves
-    (dotted), and the Fig. 6b MLP anchors."""
+         ref_runs: Sequence[tuple[str, list, list | None]] = ()) -> pathlib.Path:
+    """Test (solid) and train (dashed) accuracy per panel, from each run's
+    ``(label, metric records)``: the transformer runs, those from the
+    reference's start with the reference's own test curves (dotted), and the
+    Fig. 6b MLP anchors."""
     plt = plotting.plt
     panels = [(runs, "transformer (Fig. 6a setting), lab start")] if runs else []
     if ref_runs:
@@ -337,8 +336,8 @@ def plot(runs: Sequence[tuple[str, pathlib.Path]], anchors: Sequence[tuple[str, 
         raise ValueError("nothing to plot: no runs")
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (group, title) in zip(axes[0], panels):
-        for label, wd, *ref in group:
-            records = _evals(rundir.read_metrics(wd))
+        for label, records, *ref in group:
+            records = _evals(records)
             steps = [r["step"] for r in records]
             line, = ax.plot(steps, [r["test/accuracy"] for r in records], "-",
                             label=f"{label} test")
@@ -395,10 +394,10 @@ def run_all(root, results, *, lrs: Sequence[float], variants: Sequence[str], ste
     if mlp_anchor:
         for name, (label, _) in MLP_ANCHORS.items():
             print(f"== {label}", flush=True)
-            wd = _run(mlp_anchor_config(name, ANCHOR_STEPS, eval_every), root, archive, name,
-                      report_only)
-            anchors.append(summarize(name, label, rundir.read_metrics(wd)))
-            anchor_curves.append((label, wd))
+            records = rundir.read_metrics(_run(mlp_anchor_config(name, ANCHOR_STEPS, eval_every),
+                                               root, archive, name, report_only))
+            anchors.append(summarize(name, label, records))
+            anchor_curves.append((label, records))
     grid = [*((v, lr, None) for lr in lrs for v in variants), *extra]
     starts = [True] * reference_start + [False] * lab_start
     for ref_start, (variant, lr, run_steps) in ((s, g) for s in starts for g in grid):
@@ -408,16 +407,16 @@ def run_all(root, results, *, lrs: Sequence[float], variants: Sequence[str], ste
               flush=True)
         config = transformer_config(variant, lr, run_steps or steps, eval_every,
                                     start=start_file if ref_start else None, **model)
-        wd = _run(config, root, archive, name, report_only)
-        row = {**summarize(name, label, rundir.read_metrics(wd)), "lr": lr,
+        records = rundir.read_metrics(_run(config, root, archive, name, report_only))
+        row = {**summarize(name, label, records), "lr": lr,
                "variant_label": VARIANTS[variant][0]}
         if not ref_start:
             rows.append(row)
-            curves.append((label, wd))
+            curves.append((label, records))
             continue
         ref = reference.get((variant, lr))
         ref_rows.append((row, ref and summarize(f"torch_{name}", label, ref, offset=1)))
-        ref_curves.append((label, wd, ref))
+        ref_curves.append((label, records, ref))
     results.mkdir(parents=True, exist_ok=True)
     (results / "transformer.md").write_text(render(rows, anchors, command, ref_rows))
     plot(curves, anchor_curves, results / "transformer.png", ref_curves)

@@ -429,19 +429,18 @@ def log_windows(calls: Iterable[tuple[int, Any, Any]], config: ml_collections.Co
     """
     overlap = not donated() if overlap is None else overlap
     depth = OVERLAP_CALLS if overlap is True else int(overlap)
-    window, first, pending = [], start + 1, collections.deque()  # [window, calls since]
-    for s, metrics, state in calls:
+    window, first = [], start + 1
+    pending = collections.deque()  # (deferred window, index of the call it waits for)
+    for i, (s, metrics, state) in enumerate(calls):
         window.append(metrics)
-        for p in pending:
-            p[1] += 1
-        while pending and pending[0][1] >= depth:
+        while pending and pending[0][1] <= i:
             yield pending.popleft()[0]
         last = s == config.steps
         if s % config.log_every == 0 or last:
             closing = Window(s, window, first, state, last)
             window, first = [], s + 1
             if depth and not last and s % config.eval_every and s % config.checkpoint_every:
-                pending.append([closing, 0])
+                pending.append((closing, i + depth))
             else:
                 while pending:
                     yield pending.popleft()[0]
