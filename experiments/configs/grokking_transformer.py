@@ -24,6 +24,7 @@ wrapper ignored its CLI β2 / ε and built torch's default AdamW). The released 
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from experiments.configs import base
 
@@ -35,12 +36,14 @@ def get_config():
     c.log_every = 10
     c.eval_every = 10
     c.checkpoint_every = 500
+    # split_from / init_from: a start file (tests/golden/grokking_transformer.npz,
+    # the reference transformer's seed-42 split and initial weights); None = off.
     c.data = ml_collections.ConfigDict(dict(
         name="modular", modulus=113, op="add", train_fraction=0.4, split_seed=0,
-        exclude_zero=True, encoding="tokens"))
+        exclude_zero=True, encoding="tokens", split_from=config_dict.placeholder(str)))
     c.model = ml_collections.ConfigDict(dict(
         name="grokking_transformer", d_model=128, num_heads=4, ff_dim=2048,
-        num_layers=1, dropout=0.1))
+        num_layers=1, dropout=0.1, init_from=config_dict.placeholder(str)))
     c.optimizer = base.optimizer_config(
         "adamw", learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0)
     return c

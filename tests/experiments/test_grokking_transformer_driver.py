@@ -185,6 +185,13 @@ def test_reference_start_runs_beside_the_reference_curves(tmp_path):
     assert (tmp_path / "results" / "transformer.md").read_text() == text
 
 
+def test_config_takes_a_start_file_from_the_command_line():
+    """--config.model.init_from / --config.data.split_from exist (off by default)."""
+    c = grokking_transformer.get_config()
+    assert c.model.init_from is None and c.data.split_from is None
+    c.model.init_from = c.data.split_from = str(driver.REFERENCE_START)  # typed str fields
+
+
 def test_mlp_anchor_starts_from_the_reference_start():
     """The Fig. 6b MLP anchor uses the reference's split and initial weights."""
     from optim_lab.data import reference_start
